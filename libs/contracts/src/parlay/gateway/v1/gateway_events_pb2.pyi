@@ -1,0 +1,242 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class DeliveryStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    DELIVERY_STATUS_UNSPECIFIED: _ClassVar[DeliveryStatus]
+    DELIVERY_STATUS_SENT: _ClassVar[DeliveryStatus]
+    DELIVERY_STATUS_DELIVERED: _ClassVar[DeliveryStatus]
+    DELIVERY_STATUS_READ: _ClassVar[DeliveryStatus]
+    DELIVERY_STATUS_FAILED: _ClassVar[DeliveryStatus]
+DELIVERY_STATUS_UNSPECIFIED: DeliveryStatus
+DELIVERY_STATUS_SENT: DeliveryStatus
+DELIVERY_STATUS_DELIVERED: DeliveryStatus
+DELIVERY_STATUS_READ: DeliveryStatus
+DELIVERY_STATUS_FAILED: DeliveryStatus
+
+class WebhookReceived(_message.Message):
+    __slots__ = ("channel", "channel_account_id", "http_method", "path", "headers", "body", "received_at")
+    class HeadersEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    CHANNEL_ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    HTTP_METHOD_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    HEADERS_FIELD_NUMBER: _ClassVar[int]
+    BODY_FIELD_NUMBER: _ClassVar[int]
+    RECEIVED_AT_FIELD_NUMBER: _ClassVar[int]
+    channel: str
+    channel_account_id: str
+    http_method: str
+    path: str
+    headers: _containers.ScalarMap[str, str]
+    body: bytes
+    received_at: _timestamp_pb2.Timestamp
+    def __init__(self, channel: _Optional[str] = ..., channel_account_id: _Optional[str] = ..., http_method: _Optional[str] = ..., path: _Optional[str] = ..., headers: _Optional[_Mapping[str, str]] = ..., body: _Optional[bytes] = ..., received_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ChannelAddress(_message.Message):
+    __slots__ = ("channel", "address")
+    CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    channel: str
+    address: str
+    def __init__(self, channel: _Optional[str] = ..., address: _Optional[str] = ...) -> None: ...
+
+class TextContent(_message.Message):
+    __slots__ = ("body",)
+    BODY_FIELD_NUMBER: _ClassVar[int]
+    body: str
+    def __init__(self, body: _Optional[str] = ...) -> None: ...
+
+class MediaContent(_message.Message):
+    __slots__ = ("kind", "provider_media_id", "mime_type", "caption", "url", "sha256", "filename")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_MEDIA_ID_FIELD_NUMBER: _ClassVar[int]
+    MIME_TYPE_FIELD_NUMBER: _ClassVar[int]
+    CAPTION_FIELD_NUMBER: _ClassVar[int]
+    URL_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    FILENAME_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    provider_media_id: str
+    mime_type: str
+    caption: str
+    url: str
+    sha256: str
+    filename: str
+    def __init__(self, kind: _Optional[str] = ..., provider_media_id: _Optional[str] = ..., mime_type: _Optional[str] = ..., caption: _Optional[str] = ..., url: _Optional[str] = ..., sha256: _Optional[str] = ..., filename: _Optional[str] = ...) -> None: ...
+
+class LocationContent(_message.Message):
+    __slots__ = ("latitude", "longitude", "name", "address")
+    LATITUDE_FIELD_NUMBER: _ClassVar[int]
+    LONGITUDE_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    latitude: float
+    longitude: float
+    name: str
+    address: str
+    def __init__(self, latitude: _Optional[float] = ..., longitude: _Optional[float] = ..., name: _Optional[str] = ..., address: _Optional[str] = ...) -> None: ...
+
+class SharedContact(_message.Message):
+    __slots__ = ("name", "phones", "emails")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PHONES_FIELD_NUMBER: _ClassVar[int]
+    EMAILS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    phones: _containers.RepeatedScalarFieldContainer[str]
+    emails: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., phones: _Optional[_Iterable[str]] = ..., emails: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ContactsContent(_message.Message):
+    __slots__ = ("contacts",)
+    CONTACTS_FIELD_NUMBER: _ClassVar[int]
+    contacts: _containers.RepeatedCompositeFieldContainer[SharedContact]
+    def __init__(self, contacts: _Optional[_Iterable[_Union[SharedContact, _Mapping]]] = ...) -> None: ...
+
+class InteractiveReplyContent(_message.Message):
+    __slots__ = ("reply_id", "title", "payload")
+    REPLY_ID_FIELD_NUMBER: _ClassVar[int]
+    TITLE_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    reply_id: str
+    title: str
+    payload: str
+    def __init__(self, reply_id: _Optional[str] = ..., title: _Optional[str] = ..., payload: _Optional[str] = ...) -> None: ...
+
+class ReactionContent(_message.Message):
+    __slots__ = ("target_provider_message_id", "emoji")
+    TARGET_PROVIDER_MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    EMOJI_FIELD_NUMBER: _ClassVar[int]
+    target_provider_message_id: str
+    emoji: str
+    def __init__(self, target_provider_message_id: _Optional[str] = ..., emoji: _Optional[str] = ...) -> None: ...
+
+class OrderItem(_message.Message):
+    __slots__ = ("sku", "quantity", "unit_price_minor", "currency")
+    SKU_FIELD_NUMBER: _ClassVar[int]
+    QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    UNIT_PRICE_MINOR_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    sku: str
+    quantity: int
+    unit_price_minor: int
+    currency: str
+    def __init__(self, sku: _Optional[str] = ..., quantity: _Optional[int] = ..., unit_price_minor: _Optional[int] = ..., currency: _Optional[str] = ...) -> None: ...
+
+class OrderContent(_message.Message):
+    __slots__ = ("catalog_id", "text", "items")
+    CATALOG_ID_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    catalog_id: str
+    text: str
+    items: _containers.RepeatedCompositeFieldContainer[OrderItem]
+    def __init__(self, catalog_id: _Optional[str] = ..., text: _Optional[str] = ..., items: _Optional[_Iterable[_Union[OrderItem, _Mapping]]] = ...) -> None: ...
+
+class UnsupportedContent(_message.Message):
+    __slots__ = ("provider_type",)
+    PROVIDER_TYPE_FIELD_NUMBER: _ClassVar[int]
+    provider_type: str
+    def __init__(self, provider_type: _Optional[str] = ...) -> None: ...
+
+class MessageContent(_message.Message):
+    __slots__ = ("text", "media", "location", "contacts", "interactive_reply", "reaction", "order", "unsupported")
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    MEDIA_FIELD_NUMBER: _ClassVar[int]
+    LOCATION_FIELD_NUMBER: _ClassVar[int]
+    CONTACTS_FIELD_NUMBER: _ClassVar[int]
+    INTERACTIVE_REPLY_FIELD_NUMBER: _ClassVar[int]
+    REACTION_FIELD_NUMBER: _ClassVar[int]
+    ORDER_FIELD_NUMBER: _ClassVar[int]
+    UNSUPPORTED_FIELD_NUMBER: _ClassVar[int]
+    text: TextContent
+    media: MediaContent
+    location: LocationContent
+    contacts: ContactsContent
+    interactive_reply: InteractiveReplyContent
+    reaction: ReactionContent
+    order: OrderContent
+    unsupported: UnsupportedContent
+    def __init__(self, text: _Optional[_Union[TextContent, _Mapping]] = ..., media: _Optional[_Union[MediaContent, _Mapping]] = ..., location: _Optional[_Union[LocationContent, _Mapping]] = ..., contacts: _Optional[_Union[ContactsContent, _Mapping]] = ..., interactive_reply: _Optional[_Union[InteractiveReplyContent, _Mapping]] = ..., reaction: _Optional[_Union[ReactionContent, _Mapping]] = ..., order: _Optional[_Union[OrderContent, _Mapping]] = ..., unsupported: _Optional[_Union[UnsupportedContent, _Mapping]] = ...) -> None: ...
+
+class MessageReceived(_message.Message):
+    __slots__ = ("channel", "channel_account_id", "provider_message_id", "sender", "business_address", "sender_display_name", "sent_at", "content", "context_provider_message_id", "sender_phone", "webhook_event_id")
+    CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    CHANNEL_ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    SENDER_FIELD_NUMBER: _ClassVar[int]
+    BUSINESS_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    SENDER_DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
+    SENT_AT_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_PROVIDER_MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    SENDER_PHONE_FIELD_NUMBER: _ClassVar[int]
+    WEBHOOK_EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    channel: str
+    channel_account_id: str
+    provider_message_id: str
+    sender: ChannelAddress
+    business_address: str
+    sender_display_name: str
+    sent_at: _timestamp_pb2.Timestamp
+    content: MessageContent
+    context_provider_message_id: str
+    sender_phone: str
+    webhook_event_id: str
+    def __init__(self, channel: _Optional[str] = ..., channel_account_id: _Optional[str] = ..., provider_message_id: _Optional[str] = ..., sender: _Optional[_Union[ChannelAddress, _Mapping]] = ..., business_address: _Optional[str] = ..., sender_display_name: _Optional[str] = ..., sent_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., content: _Optional[_Union[MessageContent, _Mapping]] = ..., context_provider_message_id: _Optional[str] = ..., sender_phone: _Optional[str] = ..., webhook_event_id: _Optional[str] = ...) -> None: ...
+
+class MessageStatusUpdated(_message.Message):
+    __slots__ = ("channel", "channel_account_id", "provider_message_id", "recipient", "status", "status_at", "error_code", "error_title", "webhook_event_id")
+    CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    CHANNEL_ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    RECIPIENT_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    STATUS_AT_FIELD_NUMBER: _ClassVar[int]
+    ERROR_CODE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_TITLE_FIELD_NUMBER: _ClassVar[int]
+    WEBHOOK_EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    channel: str
+    channel_account_id: str
+    provider_message_id: str
+    recipient: ChannelAddress
+    status: DeliveryStatus
+    status_at: _timestamp_pb2.Timestamp
+    error_code: str
+    error_title: str
+    webhook_event_id: str
+    def __init__(self, channel: _Optional[str] = ..., channel_account_id: _Optional[str] = ..., provider_message_id: _Optional[str] = ..., recipient: _Optional[_Union[ChannelAddress, _Mapping]] = ..., status: _Optional[_Union[DeliveryStatus, str]] = ..., status_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., error_code: _Optional[str] = ..., error_title: _Optional[str] = ..., webhook_event_id: _Optional[str] = ...) -> None: ...
+
+class ChannelAccountCreated(_message.Message):
+    __slots__ = ("channel_account_id", "channel", "credential_names", "settings")
+    class SettingsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    CHANNEL_ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    CREDENTIAL_NAMES_FIELD_NUMBER: _ClassVar[int]
+    SETTINGS_FIELD_NUMBER: _ClassVar[int]
+    channel_account_id: str
+    channel: str
+    credential_names: _containers.RepeatedScalarFieldContainer[str]
+    settings: _containers.ScalarMap[str, str]
+    def __init__(self, channel_account_id: _Optional[str] = ..., channel: _Optional[str] = ..., credential_names: _Optional[_Iterable[str]] = ..., settings: _Optional[_Mapping[str, str]] = ...) -> None: ...

@@ -1,0 +1,273 @@
+"""The event store, which is also the outbox.
+
+Events are appended to the service's own `events` table with a unique (aggregate_id,
+aggregate_version) — optimistic concurrency — and a unique event_id — idempotent appends.
+Appends take a transaction-scoped advisory lock, so positions become visible in commit order and
+the relay can read `position > last` without skipping a slower, earlier transaction. The lock is
+held only for the insert and the commit; `GroupCommitter` lets concurrent callers share both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import asyncpg
+from parlay.envelope.v1.envelope_pb2 import Envelope
+
+from parlay_kit import envelope as env
+from parlay_kit.db import Migration, check_identifier
+from parlay_kit.errors import ConcurrencyError
+
+log = logging.getLogger(__name__)
+
+EVENT_STORE_MIGRATIONS = [
+    Migration(
+        "kit_0001_event_store",
+        """
+        CREATE TABLE {schema}.events (
+            position          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            event_id          uuid        NOT NULL UNIQUE,
+            tenant_id         text        NOT NULL,
+            aggregate_type    text        NOT NULL,
+            aggregate_id      text        NOT NULL,
+            aggregate_version bigint      NOT NULL,
+            event_type        text        NOT NULL,
+            topic             text        NOT NULL,
+            occurred_at       timestamptz NOT NULL,
+            recorded_at       timestamptz NOT NULL,
+            envelope          bytea       NOT NULL,
+            traceparent       text        NOT NULL DEFAULT '',
+            UNIQUE (aggregate_id, aggregate_version)
+        );
+        CREATE INDEX events_tenant_aggregate ON {schema}.events (tenant_id, aggregate_type, aggregate_id);
+
+        -- How far the outbox relay has published, per broker incarnation (cluster id).
+        CREATE TABLE {schema}.relay_progress (
+            relay      text PRIMARY KEY,
+            cluster_id text   NOT NULL,
+            position   bigint NOT NULL,
+            updated_at timestamptz NOT NULL DEFAULT now()
+        );
+
+        -- Consumer offsets, committed in the same transaction as the read models they produced.
+        CREATE TABLE {schema}.consumer_offsets (
+            consumer    text    NOT NULL,
+            topic       text    NOT NULL,
+            partition   integer NOT NULL,
+            cluster_id  text    NOT NULL,
+            next_offset bigint  NOT NULL,
+            updated_at  timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (consumer, topic, partition)
+        );
+
+        -- Events a consumer has applied: makes every projection idempotent under redelivery.
+        CREATE TABLE {schema}.processed_events (
+            consumer text NOT NULL,
+            event_id uuid NOT NULL,
+            PRIMARY KEY (consumer, event_id)
+        );
+        """,
+    )
+]
+
+
+def notify_channel(schema: str) -> str:
+    return f"{schema}_events"
+
+
+def lock_key(schema: str, purpose: str) -> int:
+    """A stable 32-bit advisory-lock key (crc32 keeps it stable across processes and versions)."""
+    return zlib.crc32(f"parlay:{schema}:{purpose}".encode()) & 0x7FFFFFFF
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    event_id: str
+    #: None when the event was a duplicate of one already stored (same event_id).
+    position: int | None
+    envelope: Envelope | None
+
+    @property
+    def duplicate(self) -> bool:
+        return self.position is None
+
+
+class EventStore:
+    def __init__(self, schema: str, source: str) -> None:
+        self.schema = check_identifier(schema)
+        self.source = source
+        self._append_lock = lock_key(schema, "append")
+        self._insert_sql = f"""
+            INSERT INTO {schema}.events (event_id, tenant_id, aggregate_type, aggregate_id,
+                aggregate_version, event_type, topic, occurred_at, recorded_at, envelope, traceparent)
+            SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bigint[],
+                $6::text[], $7::text[], $8::timestamptz[], $9::timestamptz[], $10::bytea[], $11::text[])
+            RETURNING event_id, position"""
+
+    async def append(
+        self, conn: asyncpg.Connection, events: Sequence[env.NewEvent]
+    ) -> list[StoredEvent]:
+        """Append inside the caller's transaction. Events whose event_id is already stored are
+        skipped (returned as duplicates). An explicit aggregate_version that is taken raises
+        ConcurrencyError; aggregate_version=None takes the aggregate's next version."""
+        if not events:
+            return []
+        if not conn.is_in_transaction():
+            raise RuntimeError("EventStore.append must run inside a transaction")
+        s = self.schema
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", self._append_lock)
+        ids = [e.event_id for e in events]
+        existing = {
+            str(r[0])
+            for r in await conn.fetch(
+                f"SELECT event_id FROM {s}.events WHERE event_id = ANY($1::uuid[])", ids
+            )
+        }
+        auto = list({e.aggregate_id for e in events if e.aggregate_version is None})
+        current: dict[str, int] = {}
+        if auto:
+            rows = await conn.fetch(
+                f"""SELECT aggregate_id, max(aggregate_version) FROM {s}.events
+                    WHERE aggregate_id = ANY($1::text[]) GROUP BY aggregate_id""",
+                auto,
+            )
+            current = {r[0]: r[1] for r in rows}
+        recorded_at = env.utcnow()
+        columns: list[list] = [[] for _ in range(11)]
+        envelopes: dict[str, Envelope] = {}
+        for event in events:
+            if event.event_id in existing or event.event_id in envelopes:
+                continue
+            if event.aggregate_version is None:
+                version = current.get(event.aggregate_id, 0) + 1
+            else:
+                version = event.aggregate_version
+            current[event.aggregate_id] = max(version, current.get(event.aggregate_id, 0))
+            envelope = event.to_envelope(self.source, version, recorded_at)
+            envelopes[event.event_id] = envelope
+            for column, value in zip(
+                columns,
+                (
+                    event.event_id,
+                    event.tenant_id,
+                    event.aggregate_type,
+                    event.aggregate_id,
+                    version,
+                    event.event_type,
+                    event.topic,
+                    event.occurred_at,
+                    recorded_at,
+                    env.encode(envelope),
+                    event.traceparent,
+                ),
+                strict=True,
+            ):
+                column.append(value)
+        positions: dict[str, int] = {}
+        if envelopes:
+            try:
+                async with (
+                    conn.transaction()
+                ):  # savepoint: a conflict leaves the caller's tx usable
+                    rows = await conn.fetch(self._insert_sql, *columns)
+            except asyncpg.UniqueViolationError as exc:
+                raise ConcurrencyError(
+                    f"aggregate changed concurrently: {exc.detail or exc}"
+                ) from exc
+            positions = {str(r["event_id"]): r["position"] for r in rows}
+            await conn.execute("SELECT pg_notify($1, '')", notify_channel(s))
+        return [
+            StoredEvent(e.event_id, positions.get(e.event_id), envelopes.get(e.event_id))
+            for e in events
+        ]
+
+    async def load_stream(
+        self, conn: asyncpg.Connection, aggregate_id: str, *, tenant_id: str | None = None
+    ) -> list[Envelope]:
+        """The aggregate's events, oldest first (for time travel and history)."""
+        rows = await conn.fetch(
+            f"""SELECT envelope FROM {self.schema}.events WHERE aggregate_id = $1
+                AND ($2::text IS NULL OR tenant_id = $2) ORDER BY aggregate_version""",
+            aggregate_id,
+            tenant_id,
+        )
+        return [env.decode(r[0]) for r in rows]
+
+
+@dataclass
+class _PendingAppend:
+    events: Sequence[env.NewEvent]
+    done: asyncio.Future[list[StoredEvent]]
+
+
+class GroupCommitter:
+    """Shares one transaction and one commit among concurrent appenders.
+
+    While one commit is in flight, new requests queue; the next commit takes them all. Under load
+    a webhook costs a fraction of a commit; when idle it costs exactly one. Only for appends with
+    store-assigned versions (no expected version can conflict and fail the whole group).
+    """
+
+    def __init__(self, pool: asyncpg.Pool, store: EventStore, *, max_events: int = 1000) -> None:
+        self._pool = pool
+        self._store = store
+        self._max_events = max_events
+        self._queue: asyncio.Queue[_PendingAppend] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name=f"group-commit:{self._store.schema}")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        while not self._queue.empty():
+            pending = self._queue.get_nowait()
+            if not pending.done.done():
+                pending.done.set_exception(RuntimeError("event store is shutting down"))
+
+    async def append(self, events: Sequence[env.NewEvent]) -> list[StoredEvent]:
+        """Returns once the events are durable (committed)."""
+        if any(e.aggregate_version is not None for e in events):
+            raise ValueError("GroupCommitter only takes store-versioned events")
+        if self._task is None:
+            raise RuntimeError("GroupCommitter not started")
+        done: asyncio.Future[list[StoredEvent]] = asyncio.get_running_loop().create_future()
+        await self._queue.put(_PendingAppend(events, done))
+        return await done
+
+    async def _run(self) -> None:
+        while True:
+            group = [await self._queue.get()]
+            count = len(group[0].events)
+            while count < self._max_events and not self._queue.empty():
+                pending = self._queue.get_nowait()
+                group.append(pending)
+                count += len(pending.events)
+            group = [p for p in group if not p.done.cancelled()]
+            if not group:
+                continue
+            try:
+                async with self._pool.acquire() as conn, conn.transaction():
+                    stored = await self._store.append(conn, [e for p in group for e in p.events])
+            except Exception as exc:  # the whole group failed to become durable
+                log.warning("group commit of %d appends failed: %s", len(group), exc)
+                for p in group:
+                    if not p.done.done():
+                        p.done.set_exception(exc)
+                continue
+            offset = 0
+            for p in group:
+                n = len(p.events)
+                if not p.done.done():
+                    p.done.set_result(stored[offset : offset + n])
+                offset += n

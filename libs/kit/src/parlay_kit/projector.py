@@ -1,0 +1,427 @@
+"""The projector: consumes topics in batches and applies them to Postgres exactly once.
+
+For each batch, in ONE Postgres transaction: skip events already applied (by event_id), let the
+handler update read models and emit new events, append those to the service's event store
+(its outbox), record the applied event ids, and store the next offsets. On assignment the
+consumer seeks to the stored offsets; Kafka's own offset commit is never used.
+
+A failing batch is retried; if it keeps failing, events are applied one at a time (each in a
+savepoint) so the one poison event can be isolated, sent to the service's dead-letter topic with
+the error, and skipped — the partition keeps flowing. Undecodable events and unknown event types
+are counted and skipped, never fatal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.structs import ConsumerRecord
+from google.protobuf.message import DecodeError, Message
+from opentelemetry import trace
+from opentelemetry.propagate import extract, inject
+from parlay.envelope.v1.envelope_pb2 import Envelope
+
+from parlay_kit import envelope as env
+from parlay_kit.eventstore import EventStore
+from parlay_kit.kafka import fetch_cluster_id, make_consumer, make_producer
+from parlay_kit.settings import KafkaSettings
+from parlay_kit.topics import dead_letter_topic
+
+log = logging.getLogger(__name__)
+tracer = trace.get_tracer("parlay.projector")
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumedEvent:
+    envelope: Envelope
+    payload: Message
+    topic: str
+    partition: int
+    offset: int
+    traceparent: str
+
+    @property
+    def event_id(self) -> str:
+        return self.envelope.event_id
+
+    @property
+    def event_type(self) -> str:
+        return self.envelope.event_type
+
+    @property
+    def tenant_id(self) -> str:
+        return self.envelope.tenant_id
+
+
+@dataclass
+class UnitOfWork:
+    """What a handler gets: the batch's connection (inside its transaction) and an outbox."""
+
+    conn: asyncpg.Connection
+    emitted: list[env.NewEvent] = field(default_factory=list)
+    current: ConsumedEvent | None = None
+
+    def emit(self, event: env.NewEvent) -> None:
+        """Queue an event for the service's own store; it commits with the batch. Its
+        causation and correlation follow the event being handled unless set."""
+        if self.current is not None:
+            from dataclasses import replace
+
+            cause = self.current.envelope
+            event = replace(
+                event,
+                causation_id=event.causation_id or cause.event_id,
+                correlation_id=event.correlation_id or cause.correlation_id or cause.event_id,
+                traceparent=event.traceparent or _current_traceparent(),
+            )
+        self.emitted.append(event)
+
+
+class Handler(Protocol):
+    """A projection or process: applies consumed events. Must be deterministic over the log."""
+
+    async def handle(self, uow: UnitOfWork, event: ConsumedEvent) -> None: ...
+
+
+class BatchHandler(Handler, Protocol):
+    """Optional fast path: apply many events with a few set-based statements."""
+
+    async def handle_batch(self, uow: UnitOfWork, events: Sequence[ConsumedEvent]) -> None: ...
+
+
+@dataclass
+class ProjectorStats:
+    applied: int = 0
+    duplicates: int = 0
+    skipped_unknown: int = 0
+    dead_lettered: int = 0
+    batches: int = 0
+
+
+class Projector:
+    def __init__(
+        self,
+        *,
+        name: str,
+        service: str,
+        topics: Sequence[str],
+        handler: Handler,
+        pool: asyncpg.Pool,
+        schema: str,
+        kafka: KafkaSettings,
+        store: EventStore | None = None,
+        max_attempts: int = 3,
+        retry_backoff_seconds: float = 0.2,
+    ) -> None:
+        self.name = name
+        self.service = service
+        self.topics = list(topics)
+        self.handler = handler
+        self.pool = pool
+        self.schema = schema
+        self.kafka = kafka
+        self.store = store
+        self.max_attempts = max_attempts
+        self.retry_backoff = retry_backoff_seconds
+        self.stats = ProjectorStats()
+        self._batch_lock = asyncio.Lock()
+        self._cluster_id = ""
+        self._consumer: AIOKafkaConsumer | None = None
+        self._dlq: AIOKafkaProducer | None = None
+
+    # ---------------------------------------------------------------- lifecycle
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consume until `stop` is set; the batch in hand is finished and committed first."""
+        self._cluster_id = await fetch_cluster_id(self.kafka.bootstrap)
+        consumer = make_consumer(
+            self.kafka, group_id=f"{self.service}.{self.name}", client_id=self.name
+        )
+        consumer.subscribe(self.topics, listener=_SeekToStoredOffsets(self))
+        self._consumer = consumer
+        self._dlq = make_producer(self.kafka, client_id=f"{self.name}-dlq")
+        await consumer.start()
+        await self._dlq.start()
+        try:
+            while not stop.is_set():
+                fetched = await consumer.getmany(
+                    timeout_ms=200, max_records=self.kafka.max_poll_records
+                )
+                if not fetched:
+                    continue
+                records = [r for _tp, rs in sorted(fetched.items()) for r in rs]
+                async with self._batch_lock:
+                    await self._process(records)
+        finally:
+            with contextlib.suppress(Exception):
+                await consumer.stop()
+            with contextlib.suppress(Exception):
+                await self._dlq.stop()
+
+    # ---------------------------------------------------------------- batches
+
+    async def _process(self, records: list[ConsumerRecord]) -> None:
+        events, undecodable = self._decode(records)
+        next_offsets = _next_offsets(records)
+        for attempt in range(1, self.max_attempts + 1):
+            try:
+                await self._apply(events, undecodable, next_offsets, isolate=False)
+                return
+            except Exception as exc:
+                log.warning(
+                    "%s: batch of %d failed (attempt %d): %s", self.name, len(records), attempt, exc
+                )
+                await asyncio.sleep(self.retry_backoff * attempt)
+        await self._apply(events, undecodable, next_offsets, isolate=True)
+
+    def _decode(
+        self, records: list[ConsumerRecord]
+    ) -> tuple[list[ConsumedEvent], list[tuple[ConsumerRecord, str]]]:
+        events: list[ConsumedEvent] = []
+        undecodable: list[tuple[ConsumerRecord, str]] = []
+        for record in records:
+            headers = {k: v.decode(errors="replace") for k, v in (record.headers or ())}
+            try:
+                envelope = env.decode(record.value or b"")
+                if not envelope.event_id or not envelope.payload.type_url:
+                    raise DecodeError("not a Parlay envelope (no event_id or payload)")
+                payload = env.unpack(envelope)
+            except env.UnknownEventType as exc:
+                self.stats.skipped_unknown += 1
+                log.info("%s: skipping unknown event type %s", self.name, exc)
+                continue
+            except Exception as exc:
+                undecodable.append((record, f"undecodable: {exc}"))
+                continue
+            events.append(
+                ConsumedEvent(
+                    envelope,
+                    payload,
+                    record.topic,
+                    record.partition,
+                    record.offset,
+                    headers.get("traceparent", ""),
+                )
+            )
+        return events, undecodable
+
+    async def _apply(
+        self,
+        events: list[ConsumedEvent],
+        undecodable: list[tuple[ConsumerRecord, str]],
+        next_offsets: dict[tuple[str, int], int],
+        *,
+        isolate: bool,
+    ) -> None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            done = await self._already_applied(conn, events)
+            fresh = [e for e in events if e.event_id not in done]
+            uow = UnitOfWork(conn)
+            poisoned: list[tuple[ConsumedEvent, str]] = []
+            if not isolate:
+                await self._handle_all(uow, fresh)
+            else:
+                for event in fresh:
+                    error = await self._handle_isolated(uow, event)
+                    if error is not None:
+                        poisoned.append((event, error))
+            if self.store is not None and uow.emitted:
+                await self.store.append(conn, uow.emitted)
+            await self._mark_applied(conn, [e.event_id for e in events if e.event_id not in done])
+            await self._store_offsets(conn, next_offsets)
+            # Dead letters are published before the commit: a crash in between re-sends them
+            # (the DLQ record carries the event id), it never loses one.
+            for record, reason in undecodable:
+                await self._dead_letter(
+                    record.topic,
+                    record.partition,
+                    record.offset,
+                    record.key,
+                    record.value or b"",
+                    reason,
+                    "",
+                )
+            for event, reason in poisoned:
+                await self._dead_letter(
+                    event.topic,
+                    event.partition,
+                    event.offset,
+                    event.envelope.aggregate_id.encode(),
+                    env.encode(event.envelope),
+                    reason,
+                    event.event_id,
+                )
+        self.stats.batches += 1
+        self.stats.duplicates += len(done)
+        self.stats.applied += len(fresh) - len(poisoned)
+        self.stats.dead_lettered += len(poisoned) + len(undecodable)
+
+    async def _handle_all(self, uow: UnitOfWork, events: list[ConsumedEvent]) -> None:
+        batch = getattr(self.handler, "handle_batch", None)
+        if batch is not None:
+            uow.current = None
+            await batch(uow, events)
+            return
+        for event in events:
+            await self._handle_one(uow, event)
+
+    async def _handle_one(self, uow: UnitOfWork, event: ConsumedEvent) -> None:
+        parent = extract({"traceparent": event.traceparent}) if event.traceparent else None
+        with tracer.start_as_current_span(
+            f"{event.topic} process",
+            context=parent,
+            kind=trace.SpanKind.CONSUMER,
+            attributes={
+                "messaging.system": "kafka",
+                "messaging.destination.name": event.topic,
+                "messaging.kafka.offset": event.offset,
+                "parlay.event_type": event.event_type,
+                "parlay.consumer": self.name,
+            },
+        ):
+            uow.current = event
+            try:
+                await self.handler.handle(uow, event)
+            finally:
+                uow.current = None
+
+    async def _handle_isolated(self, uow: UnitOfWork, event: ConsumedEvent) -> str | None:
+        """Apply one event in a savepoint, retrying; return the error if it stays poisonous."""
+        error = ""
+        for _attempt in range(self.max_attempts):
+            mark = len(uow.emitted)
+            try:
+                async with uow.conn.transaction():
+                    await self._handle_one(uow, event)
+                return None
+            except Exception as exc:
+                del uow.emitted[mark:]
+                error = "".join(traceback.format_exception_only(exc)).strip()
+        log.error(
+            "%s: event %s (%s) is poison, dead-lettering: %s",
+            self.name,
+            event.event_id,
+            event.event_type,
+            error,
+        )
+        return error
+
+    async def _already_applied(
+        self, conn: asyncpg.Connection, events: list[ConsumedEvent]
+    ) -> set[str]:
+        if not events:
+            return set()
+        rows = await conn.fetch(
+            f"""SELECT event_id FROM {self.schema}.processed_events
+                WHERE consumer = $1 AND event_id = ANY($2::uuid[])""",
+            self.name,
+            [e.event_id for e in events],
+        )
+        return {str(r[0]) for r in rows}
+
+    async def _mark_applied(self, conn: asyncpg.Connection, event_ids: list[str]) -> None:
+        if event_ids:
+            await conn.execute(
+                f"""INSERT INTO {self.schema}.processed_events (consumer, event_id)
+                    SELECT $1, unnest($2::uuid[]) ON CONFLICT DO NOTHING""",
+                self.name,
+                list(dict.fromkeys(event_ids)),
+            )
+
+    async def _store_offsets(
+        self, conn: asyncpg.Connection, offsets: dict[tuple[str, int], int]
+    ) -> None:
+        await conn.executemany(
+            f"""INSERT INTO {self.schema}.consumer_offsets (consumer, topic, partition, cluster_id, next_offset)
+                VALUES ($1, $2, $3, $4, $5)
+                ON CONFLICT (consumer, topic, partition) DO UPDATE
+                SET cluster_id = $4, next_offset = $5, updated_at = now()""",
+            [(self.name, t, p, self._cluster_id, o) for (t, p), o in offsets.items()],
+        )
+
+    async def _dead_letter(
+        self,
+        topic: str,
+        partition: int,
+        offset: int,
+        key: bytes | None,
+        value: bytes,
+        reason: str,
+        event_id: str,
+    ) -> None:
+        assert self._dlq is not None
+        headers = [
+            ("dlq_reason", reason[:4000].encode()),
+            ("dlq_consumer", self.name.encode()),
+            ("dlq_source_topic", topic.encode()),
+            ("dlq_source_partition", str(partition).encode()),
+            ("dlq_source_offset", str(offset).encode()),
+            ("ce_id", event_id.encode()),
+        ]
+        carrier: dict[str, str] = {}
+        inject(carrier)
+        headers += [(k, v.encode()) for k, v in carrier.items()]
+        await self._dlq.send_and_wait(
+            dead_letter_topic(self.service), value=value, key=key, headers=headers
+        )
+
+    # ---------------------------------------------------------------- offsets
+
+    async def stored_offsets(self) -> dict[tuple[str, int], int]:
+        """Offsets this projector has durably applied up to, for the current broker."""
+        rows = await self.pool.fetch(
+            f"""SELECT topic, partition, next_offset FROM {self.schema}.consumer_offsets
+                WHERE consumer = $1 AND cluster_id = $2""",
+            self.name,
+            self._cluster_id,
+        )
+        return {(r["topic"], r["partition"]): r["next_offset"] for r in rows}
+
+
+def _next_offsets(records: list[ConsumerRecord]) -> dict[tuple[str, int], int]:
+    offsets: dict[tuple[str, int], int] = {}
+    for r in records:
+        offsets[(r.topic, r.partition)] = max(offsets.get((r.topic, r.partition), 0), r.offset + 1)
+    return offsets
+
+
+def _current_traceparent() -> str:
+    carrier: dict[str, str] = {}
+    inject(carrier)
+    return carrier.get("traceparent", "")
+
+
+class _SeekToStoredOffsets(ConsumerRebalanceListener):
+    def __init__(self, projector: Projector) -> None:
+        self.projector = projector
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        # Let the batch in hand commit before another member takes the partitions.
+        async with self.projector._batch_lock:
+            pass
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        p = self.projector
+        consumer = p._consumer
+        assert consumer is not None
+        rows = await p.pool.fetch(
+            f"""SELECT topic, partition, cluster_id, next_offset FROM {p.schema}.consumer_offsets
+                WHERE consumer = $1""",
+            p.name,
+        )
+        stored = {(r["topic"], r["partition"]): r for r in rows}
+        for tp in assigned:
+            row = stored.get((tp.topic, tp.partition))
+            if row is not None and row["cluster_id"] == p._cluster_id:
+                consumer.seek(tp, row["next_offset"])
+            # Otherwise never consumed on this broker: Kafka holds no committed offset for us
+            # (we never commit there), so the consumer starts at the earliest record. Events
+            # applied from an earlier, now-empty broker are skipped by event id.

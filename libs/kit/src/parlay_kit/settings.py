@@ -1,0 +1,53 @@
+"""Settings shared by every service, read from the environment with the PARLAY_ prefix."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class KafkaSettings(BaseSettings):
+    """Producer/consumer settings are explicit: the local broker (Tansu) has no idempotent
+    producer and no transactions, so both are off unless configured for real Kafka."""
+
+    model_config = SettingsConfigDict(env_prefix="PARLAY_KAFKA_", extra="ignore")
+
+    bootstrap: str = "127.0.0.1:9092"
+    acks: str = "all"
+    enable_idempotence: bool = False
+    linger_ms: int = 1
+    max_batch_size: int = 1_048_576
+    request_timeout_ms: int = 30_000
+    # Consumer
+    fetch_max_wait_ms: int = 20
+    max_poll_records: int = 2_000
+    session_timeout_ms: int = 10_000
+    heartbeat_interval_ms: int = 3_000
+
+
+class ServiceSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PARLAY_", extra="ignore")
+
+    service_name: str = "parlay"
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/postgres"
+    #: Postgres schema that holds this service's event store and read models.
+    db_schema: str = ""
+    #: Where tenants and API keys live (shared, read-only for services).
+    tenancy_database_url: str = ""
+    grpc_host: str = "127.0.0.1"
+    grpc_port: int = 50051
+    #: Dev mode accepts the printed dev API key; refused otherwise.
+    dev_mode: bool = False
+    otlp_endpoint: str = ""
+    log_level: str = "INFO"
+    #: A poison event is retried this many times before it goes to the dead-letter topic.
+    max_event_attempts: int = 3
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+
+    @property
+    def store_schema(self) -> str:
+        return self.db_schema or self.service_name
+
+    @property
+    def tenancy_dsn(self) -> str:
+        return self.tenancy_database_url or self.database_url
