@@ -27,12 +27,19 @@ from aiokafka.structs import ConsumerRecord
 from google.protobuf.message import DecodeError, Message
 from opentelemetry import trace
 from opentelemetry.propagate import extract, inject
-from parlay.envelope.v1.envelope_pb2 import Envelope
 
+from parlay.envelope.v1.envelope_pb2 import Envelope
 from parlay_kit import envelope as env
 from parlay_kit.eventstore import EventStore
 from parlay_kit.kafka import fetch_cluster_id, make_consumer, make_producer
 from parlay_kit.settings import KafkaSettings
+from parlay_kit.telemetry import (
+    CONSUMER_BATCH_SECONDS,
+    EVENTS_CONSUMED,
+    EVENTS_DEAD_LETTERED,
+    EVENTS_SKIPPED,
+    current_traceparent,
+)
 from parlay_kit.topics import dead_letter_topic
 
 log = logging.getLogger(__name__)
@@ -80,7 +87,7 @@ class UnitOfWork:
                 event,
                 causation_id=event.causation_id or cause.event_id,
                 correlation_id=event.correlation_id or cause.correlation_id or cause.event_id,
-                traceparent=event.traceparent or _current_traceparent(),
+                traceparent=event.traceparent or current_traceparent(),
             )
         self.emitted.append(event)
 
@@ -159,7 +166,8 @@ class Projector:
                     continue
                 records = [r for _tp, rs in sorted(fetched.items()) for r in rs]
                 async with self._batch_lock:
-                    await self._process(records)
+                    with CONSUMER_BATCH_SECONDS.labels(self.name).time():
+                        await self._process(records)
         finally:
             with contextlib.suppress(Exception):
                 await consumer.stop()
@@ -196,6 +204,7 @@ class Projector:
                 payload = env.unpack(envelope)
             except env.UnknownEventType as exc:
                 self.stats.skipped_unknown += 1
+                EVENTS_SKIPPED.labels(self.name, record.topic).inc()
                 log.info("%s: skipping unknown event type %s", self.name, exc)
                 continue
             except Exception as exc:
@@ -263,6 +272,12 @@ class Projector:
         self.stats.duplicates += len(done)
         self.stats.applied += len(fresh) - len(poisoned)
         self.stats.dead_lettered += len(poisoned) + len(undecodable)
+        for event in fresh:
+            EVENTS_CONSUMED.labels(self.name, event.topic).inc()
+        for record, _ in undecodable:
+            EVENTS_DEAD_LETTERED.labels(self.name, record.topic).inc()
+        for event, _ in poisoned:
+            EVENTS_DEAD_LETTERED.labels(self.name, event.topic).inc()
 
     async def _handle_all(self, uow: UnitOfWork, events: list[ConsumedEvent]) -> None:
         batch = getattr(self.handler, "handle_batch", None)
@@ -391,12 +406,6 @@ def _next_offsets(records: list[ConsumerRecord]) -> dict[tuple[str, int], int]:
     for r in records:
         offsets[(r.topic, r.partition)] = max(offsets.get((r.topic, r.partition), 0), r.offset + 1)
     return offsets
-
-
-def _current_traceparent() -> str:
-    carrier: dict[str, str] = {}
-    inject(carrier)
-    return carrier.get("traceparent", "")
 
 
 class _SeekToStoredOffsets(ConsumerRebalanceListener):

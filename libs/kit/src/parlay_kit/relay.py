@@ -20,6 +20,7 @@ from aiokafka import AIOKafkaProducer
 from parlay_kit.eventstore import lock_key, notify_channel
 from parlay_kit.kafka import fetch_cluster_id, make_producer
 from parlay_kit.settings import KafkaSettings
+from parlay_kit.telemetry import EVENTS_PUBLISHED
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +157,8 @@ class OutboxRelay:
                 )
             )
         await asyncio.gather(*acks)
+        for row in rows:
+            EVENTS_PUBLISHED.labels(self._schema, row["topic"]).inc()
 
     def _on_notify(self, *_args: object) -> None:
         self._wakeup.set()

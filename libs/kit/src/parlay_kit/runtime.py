@@ -17,6 +17,7 @@ from parlay_kit.eventstore import EVENT_STORE_MIGRATIONS, EventStore, GroupCommi
 from parlay_kit.projector import Handler, Projector
 from parlay_kit.relay import OutboxRelay
 from parlay_kit.settings import ServiceSettings
+from parlay_kit.telemetry import setup_telemetry
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,8 @@ class ServiceRuntime:
     async def open(self) -> asyncpg.Pool:
         """Connect and migrate. Safe to call before wiring projectors and servicers."""
         if self.pool is None:
+            # Tracing first, so asyncpg, gRPC and FastAPI instrumentation see the provider.
+            setup_telemetry(self.settings.service_name, self.settings.otlp_endpoint)
             self.pool = await create_pool(self.settings.database_url, self.schema, max_size=10)
             async with self.pool.acquire() as conn:
                 applied = await migrate(conn, self.schema, self.migrations)
@@ -94,7 +97,7 @@ class ServiceRuntime:
         for name, task in self._tasks:
             self._spawn(name, task)
         if self._grpc:
-            from parlay_kit.grpc_server import build_server
+            from parlay_kit.grpc_server import TlsConfig, build_server
             from parlay_kit.tenancy import ApiKeyResolver
 
             resolver = ApiKeyResolver(
@@ -107,6 +110,11 @@ class ServiceRuntime:
                 service_names=[name for _, _, name in self._grpc],
                 host=self.settings.grpc_host,
                 port=self.settings.grpc_port,
+                tls=TlsConfig.optional(
+                    self.settings.grpc_tls_cert_file,
+                    self.settings.grpc_tls_key_file,
+                    self.settings.grpc_tls_client_ca_file,
+                ),
             )
             await self._grpc_server.start()
         log.info("%s started (schema %s)", self.settings.service_name, self.schema)

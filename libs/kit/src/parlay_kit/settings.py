@@ -36,6 +36,10 @@ class ServiceSettings(BaseSettings):
     tenancy_database_url: str = ""
     grpc_host: str = "127.0.0.1"
     grpc_port: int = 50051
+    #: TLS for the gRPC server; a client CA turns on mTLS (client certificates required).
+    grpc_tls_cert_file: str = ""
+    grpc_tls_key_file: str = ""
+    grpc_tls_client_ca_file: str = ""
     #: Dev mode accepts the printed dev API key; refused otherwise.
     dev_mode: bool = False
     otlp_endpoint: str = ""
