@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from google.protobuf import any_pb2, symbol_database
 from google.protobuf.message import DecodeError, Message
 from google.protobuf.timestamp_pb2 import Timestamp
+
 from parlay.envelope.v1.envelope_pb2 import Envelope
 
 #: Namespace for deterministic event ids (uuid5). Never change it: ids must stay stable.

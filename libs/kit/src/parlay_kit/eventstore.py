@@ -17,8 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import asyncpg
-from parlay.envelope.v1.envelope_pb2 import Envelope
 
+from parlay.envelope.v1.envelope_pb2 import Envelope
 from parlay_kit import envelope as env
 from parlay_kit.db import Migration, check_identifier
 from parlay_kit.errors import ConcurrencyError

@@ -149,8 +149,10 @@ class Projector:
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until `stop` is set; the batch in hand is finished and committed first."""
         self._cluster_id = await fetch_cluster_id(self.kafka.bootstrap)
+        # The group is named after the store schema: two deployments sharing a broker (tests,
+        # a replay beside the live projection) never split each other's partitions.
         consumer = make_consumer(
-            self.kafka, group_id=f"{self.service}.{self.name}", client_id=self.name
+            self.kafka, group_id=f"{self.schema}.{self.name}", client_id=self.name
         )
         consumer.subscribe(self.topics, listener=_SeekToStoredOffsets(self))
         self._consumer = consumer

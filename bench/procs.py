@@ -1,0 +1,169 @@
+"""Child processes of a bench run: each in its own session/process group, output to a log file,
+stopped group-wide (SIGTERM, then SIGKILL) when the benchmark is done, when it fails, on Ctrl-C
+or SIGTERM, and — through PR_SET_PDEATHSIG — even if the bench process itself is killed.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import ctypes
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+_PR_SET_PDEATHSIG = 1
+
+
+def tail(path: Path, lines: int = 30) -> str:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - 32 * 1024))
+            data = fh.read().decode("utf-8", "replace")
+    except FileNotFoundError:
+        return ""
+    return "\n".join(data.splitlines()[-lines:])
+
+
+def _die_with_parent(sig: int) -> Callable[[], None] | None:
+    if os.uname().sysname != "Linux" or threading.current_thread() is not threading.main_thread():
+        return None
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    except OSError:
+        return None
+
+    def preexec() -> None:
+        libc.prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0)
+
+    return preexec
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+    _log: IO[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def running(self) -> bool:
+        return self.proc.poll() is None
+
+    def log_tail(self, lines: int = 30) -> str:
+        return tail(self.log_path, lines)
+
+
+class ChildExited(RuntimeError):
+    def __init__(self, child: Child) -> None:
+        super().__init__(
+            f"{child.name} exited with code {child.proc.returncode} (log {child.log_path}):\n"
+            + child.log_tail()
+        )
+
+
+class ProcessGroup:
+    """Every process the bench starts. `stop_all()` is idempotent and runs at exit."""
+
+    def __init__(self, logs_dir: Path, cwd: Path | None = None) -> None:
+        self.logs_dir = logs_dir
+        self.cwd = cwd
+        self.children: list[Child] = []
+        atexit.register(self.stop_all)
+
+    def spawn(
+        self,
+        name: str,
+        argv: Sequence[str],
+        *,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+        stdin: int | None = subprocess.DEVNULL,
+        stdout_pipe: bool = False,
+        death_signal: int = signal.SIGTERM,
+    ) -> Child:
+        self.logs_dir.mkdir(parents=True, exist_ok=True)
+        log_path = self.logs_dir / f"{name}.log"
+        log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
+        log.write(f"=== {time.strftime('%H:%M:%S')} {' '.join(argv)}\n".encode())
+        log.flush()
+        proc = subprocess.Popen(  # noqa: S603
+            list(argv),
+            env=env,
+            cwd=cwd or self.cwd,
+            stdin=stdin,
+            stdout=subprocess.PIPE if stdout_pipe else log,
+            stderr=log,
+            start_new_session=True,
+            preexec_fn=_die_with_parent(death_signal),
+        )
+        child = Child(name, list(argv), proc, log_path, log)
+        self.children.append(child)
+        return child
+
+    def stop(self, child: Child, timeout: float = 10.0) -> int | None:
+        """SIGTERM the child's process group, wait, then SIGKILL whatever is left in it."""
+        if child.proc.poll() is None:
+            _killpg(child.pid, signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.proc.wait(timeout)
+        _killpg(child.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            child.proc.wait(5)
+        for stream in (child.proc.stdin, child.proc.stdout):
+            if stream is not None:
+                with contextlib.suppress(OSError):
+                    stream.close()
+        if child._log is not None:
+            with contextlib.suppress(OSError):
+                child._log.close()
+            child._log = None
+        if child in self.children:
+            self.children.remove(child)
+        return child.proc.returncode
+
+    def stop_all(self, timeout: float = 10.0) -> None:
+        # Newest first: services before the broker they talk to. SIGTERM all, then wait.
+        children = list(reversed(self.children))
+        for child in children:
+            if child.proc.poll() is None:
+                _killpg(child.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for child in children:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.proc.wait(max(0.1, deadline - time.monotonic()))
+            self.stop(child, timeout=0)
+
+
+def _killpg(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def install_signal_handlers(procs: ProcessGroup) -> None:
+    """Ctrl-C, SIGTERM and SIGHUP: signal every child group at once (so threads blocked on a
+    child return), then unwind with KeyboardInterrupt so every `finally` runs and waits for
+    them. A second signal kills the groups outright."""
+    received = 0
+
+    def interrupt(signum: int, frame: object) -> None:
+        nonlocal received
+        received += 1
+        for child in list(procs.children):
+            _killpg(child.pid, signal.SIGTERM if received == 1 else signal.SIGKILL)
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(sig) is not signal.SIG_IGN:
+            signal.signal(sig, interrupt)

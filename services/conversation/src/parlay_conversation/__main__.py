@@ -1,0 +1,3 @@
+from parlay_conversation.main import main
+
+main()

@@ -1,0 +1,3 @@
+from parlay_gateway.main import main
+
+main()

@@ -1,0 +1,116 @@
+"""Composition root: wires the gateway's parts onto the kit's ServiceRuntime.
+
+ServiceRuntime (pool, migrations, event store + outbox relay, group commit, SIGTERM)
+  + channel accounts (table, config file, gRPC GatewayService)
+  + HTTP server (FastAPI/uvicorn: webhooks, /healthz, /metrics) as a runtime task
+  + normalizer projector: parlay.gateway.webhooks.v1 -> parlay.gateway.inbound.v1
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from parlay_gateway import grpc_api, normalizer
+from parlay_gateway.account_service import ChannelAccounts
+from parlay_gateway.account_store import MIGRATIONS, AccountDirectory, AccountRepository
+from parlay_gateway.channels.registry import AdapterRegistry, default_registry
+from parlay_gateway.config_file import load_account_specs
+from parlay_gateway.http_app import create_app
+from parlay_gateway.http_server import HttpServer
+from parlay_gateway.settings import GatewaySettings
+from parlay_kit import telemetry, topics
+from parlay_kit.runtime import ServiceRuntime, configure_logging
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Gateway:
+    settings: GatewaySettings
+    runtime: ServiceRuntime
+    accounts: ChannelAccounts
+    directory: AccountDirectory
+    registry: AdapterRegistry
+    http: HttpServer
+
+
+async def load_accounts_file(accounts: ChannelAccounts, path: str) -> dict[str, str]:
+    """Create or update the accounts listed in the file; returns {account id: outcome}."""
+    outcomes: dict[str, str] = {}
+    for spec in load_account_specs(path):
+        outcomes[spec.channel_account_id] = await accounts.apply_config(spec)
+    if outcomes:
+        log.info(
+            "channel accounts from %s: %s",
+            path,
+            ", ".join(f"{k} {v}" for k, v in sorted(outcomes.items())),
+        )
+    return outcomes
+
+
+async def assemble(
+    settings: GatewaySettings,
+    *,
+    registry: AdapterRegistry | None = None,
+    with_grpc: bool = True,
+) -> Gateway:
+    """Open the database (migrations), load the accounts file and wire every part. Nothing
+    serves yet: `gateway.runtime.start()` or `run_until_signalled()` does that."""
+    runtime = ServiceRuntime(settings, migrations=MIGRATIONS)
+    pool = await runtime.open()
+    assert runtime.group_commit is not None
+    repository = AccountRepository(runtime.schema)
+    directory = AccountDirectory(
+        pool,
+        repository,
+        ttl=settings.account_cache_ttl_seconds,
+        negative_ttl=settings.account_negative_cache_ttl_seconds,
+    )
+    accounts = ChannelAccounts(pool, runtime.store, repository, directory)
+    if settings.channel_accounts_file:
+        await load_accounts_file(accounts, settings.channel_accounts_file)
+    registry = registry or default_registry()
+
+    app = create_app(
+        lookup_account=directory.get,
+        registry=registry,
+        appender=runtime.group_commit,
+        max_body_bytes=settings.max_body_bytes,
+        ingest_timeout_seconds=settings.ingest_timeout_seconds,
+        public_url=settings.public_url,
+    )
+    http = HttpServer(
+        app,
+        settings.http_host,
+        settings.http_port,
+        graceful_shutdown_seconds=settings.http_graceful_shutdown_seconds,
+    )
+    http.bind()
+    runtime.add_task("http", http.run)
+    runtime.add_projector(normalizer.NAME, [topics.WEBHOOKS], normalizer.Normalizer(registry))
+    if with_grpc:
+        runtime.add_grpc(
+            grpc_api.add_to_server, grpc_api.GatewayServicer(accounts), grpc_api.SERVICE_NAME
+        )
+    return Gateway(settings, runtime, accounts, directory, registry, http)
+
+
+async def serve(settings: GatewaySettings) -> None:
+    telemetry.setup_telemetry(settings.service_name, settings.otlp_endpoint)
+    gateway = await assemble(settings)
+    try:
+        await gateway.runtime.run_until_signalled()
+    finally:
+        telemetry.shutdown_telemetry()
+
+
+def main() -> None:
+    settings = GatewaySettings()
+    configure_logging(settings.log_level)
+    asyncio.run(serve(settings))
+
+
+if __name__ == "__main__":
+    main()

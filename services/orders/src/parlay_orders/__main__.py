@@ -1,0 +1,3 @@
+from parlay_orders.main import main
+
+main()

@@ -1,0 +1,3 @@
+from parlay_payments.main import main
+
+main()

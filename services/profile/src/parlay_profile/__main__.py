@@ -1,0 +1,3 @@
+from parlay_profile.main import main
+
+main()

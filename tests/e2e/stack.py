@@ -1,0 +1,154 @@
+"""Runs the five services as separate processes against the test broker and Postgres, exactly
+as `parlay dev` does, but on free ports and in fresh schemas so test runs never collide."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import asyncpg
+import grpc
+import httpx
+
+from parlay_kit import tenancy, topics
+from parlay_kit.broker import ensure_topics, free_port
+from parlay_kit.dev import SERVICE_PORTS, grpc_health
+from parlay_kit.testing import unique_name
+
+
+@dataclass
+class RunningService:
+    name: str
+    schema: str
+    grpc_port: int
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    http_port: int | None = None
+
+    @property
+    def grpc_target(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    def log_tail(self, lines: int = 40) -> str:
+        with contextlib.suppress(OSError):
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        return ""
+
+
+@dataclass
+class ServiceStack:
+    database_url: str
+    kafka_bootstrap: str
+    workdir: Path
+    tenant_id: str = field(default_factory=lambda: unique_name("tenant").replace("_", "-"))
+    api_key: str = ""
+    services: dict[str, RunningService] = field(default_factory=dict)
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://127.0.0.1:{self.services['gateway'].http_port}"
+
+    def channel(self, service: str) -> grpc.aio.Channel:
+        return grpc.aio.insecure_channel(self.services[service].grpc_target)
+
+    def metadata(self, api_key: str | None = None) -> tuple[tuple[str, str], ...]:
+        return (("authorization", f"Bearer {api_key or self.api_key}"),)
+
+    async def start(self, accounts: list[dict] | None = None) -> None:
+        await ensure_topics(self.kafka_bootstrap, topics.ALL_TOPICS, topics.DEFAULT_PARTITIONS)
+        conn = await asyncpg.connect(self.database_url)
+        try:
+            await tenancy.migrate(conn)
+            await tenancy.create_tenant(conn, self.tenant_id, tenant_id=self.tenant_id)
+            self.api_key = (await tenancy.create_api_key(conn, self.tenant_id)).key
+        finally:
+            await conn.close()
+        accounts_file = self.workdir / "channel_accounts.json"
+        accounts_file.write_text(json.dumps({"channel_accounts": accounts or []}))
+        suffix = unique_name("s")
+        for name in SERVICE_PORTS:
+            self._spawn(name, f"{name}_{suffix}", accounts_file)
+        await self.wait_healthy()
+
+    def _spawn(
+        self,
+        name: str,
+        schema: str,
+        accounts_file: Path,
+        grpc_port: int | None = None,
+        http_port: int | None = None,
+    ) -> None:
+        grpc_port = grpc_port or free_port()
+        if name == "gateway":
+            http_port = http_port or free_port()
+        env = {
+            **os.environ,
+            "PARLAY_SERVICE_NAME": name,
+            "PARLAY_DB_SCHEMA": schema,
+            "PARLAY_DATABASE_URL": self.database_url,
+            "PARLAY_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
+            "PARLAY_GRPC_PORT": str(grpc_port),
+            "PARLAY_CHANNEL_ACCOUNTS_FILE": str(accounts_file),
+            "PYTHONUNBUFFERED": "1",
+            **self.extra_env,
+        }
+        if http_port:
+            env["PARLAY_HTTP_PORT"] = str(http_port)
+        log_path = self.workdir / f"{name}.log"
+        process = subprocess.Popen(
+            [sys.executable, "-m", f"parlay_{name}"],
+            env=env,
+            stdout=log_path.open("wb"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.services[name] = RunningService(name, schema, grpc_port, process, log_path, http_port)
+
+    async def wait_healthy(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        for service in self.services.values():
+            while True:
+                if service.process.poll() is not None:
+                    raise RuntimeError(f"{service.name} exited:\n{service.log_tail()}")
+                status = await grpc_health(service.grpc_target)
+                if status == "SERVING":
+                    break
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{service.name} not healthy:\n{service.log_tail()}")
+                await asyncio.sleep(0.1)
+        async with httpx.AsyncClient() as client:
+            while (await client.get(f"{self.gateway_url}/healthz")).status_code != 200:
+                await asyncio.sleep(0.1)
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        service = self.services[name]
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(service.process.pid, sig)
+        service.process.wait(20)
+
+    def restart(self, name: str) -> None:
+        """Start a stopped service again on the same ports and schema."""
+        old = self.services[name]
+        accounts_file = self.workdir / "channel_accounts.json"
+        self._spawn(name, old.schema, accounts_file, old.grpc_port, old.http_port)
+
+    def stop(self) -> None:
+        for service in self.services.values():
+            if service.process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(service.process.pid, signal.SIGTERM)
+        for service in self.services.values():
+            try:
+                service.process.wait(20)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(service.process.pid, signal.SIGKILL)
