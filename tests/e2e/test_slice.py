@@ -218,7 +218,11 @@ async def test_killed_conversation_service_resumes_without_loss_or_duplicates(st
 
 
 async def read_topic(bootstrap: str, topic: str) -> list:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    # auto_offset_reset instead of seek_to_beginning: seeking after assign races the first fetch
+    # in aiokafka and can hand back the same records twice.
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
     await consumer.start()
     try:
         partitions = consumer.partitions_for_topic(topic)
@@ -227,9 +231,9 @@ async def read_topic(bootstrap: str, topic: str) -> list:
             partitions = consumer.partitions_for_topic(topic)
         tps = [TopicPartition(topic, p) for p in partitions]
         consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
         end = await consumer.end_offsets(tps)
         records = []
+
         async def behind() -> bool:
             return any([await consumer.position(tp) < end[tp] for tp in tps])
 
