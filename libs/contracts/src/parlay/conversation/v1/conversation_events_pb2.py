@@ -26,17 +26,19 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from parlay.gateway.v1 import gateway_events_pb2 as parlay_dot_gateway_dot_v1_dot_gateway__events__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n0parlay/conversation/v1/conversation_events.proto\x12\x16parlay.conversation.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a&parlay/gateway/v1/gateway_events.proto\"o\n\x12\x43onversationOpened\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x03 \x01(\t\x12\x1a\n\x12\x63hannel_account_id\x18\x04 \x01(\t\"\xcd\x02\n\x0fMessageAppended\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x12\n\nmessage_id\x18\x02 \x01(\t\x12;\n\tdirection\x18\x03 \x01(\x0e\x32(.parlay.conversation.v1.MessageDirection\x12\x0f\n\x07\x63hannel\x18\x04 \x01(\t\x12\x1a\n\x12\x63hannel_account_id\x18\x05 \x01(\t\x12\x1b\n\x13provider_message_id\x18\x06 \x01(\t\x12\x32\n\x07\x63ontent\x18\x07 \x01(\x0b\x32!.parlay.gateway.v1.MessageContent\x12\x0c\n\x04text\x18\x08 \x01(\t\x12+\n\x07sent_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0fsource_event_id\x18\n \x01(\t*t\n\x10MessageDirection\x12!\n\x1dMESSAGE_DIRECTION_UNSPECIFIED\x10\x00\x12\x1d\n\x19MESSAGE_DIRECTION_INBOUND\x10\x01\x12\x1e\n\x1aMESSAGE_DIRECTION_OUTBOUND\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n0parlay/conversation/v1/conversation_events.proto\x12\x16parlay.conversation.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a&parlay/gateway/v1/gateway_events.proto\"o\n\x12\x43onversationOpened\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x03 \x01(\t\x12\x1a\n\x12\x63hannel_account_id\x18\x04 \x01(\t\"\xcd\x02\n\x0fMessageAppended\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x12\n\nmessage_id\x18\x02 \x01(\t\x12;\n\tdirection\x18\x03 \x01(\x0e\x32(.parlay.conversation.v1.MessageDirection\x12\x0f\n\x07\x63hannel\x18\x04 \x01(\t\x12\x1a\n\x12\x63hannel_account_id\x18\x05 \x01(\t\x12\x1b\n\x13provider_message_id\x18\x06 \x01(\t\x12\x32\n\x07\x63ontent\x18\x07 \x01(\x0b\x32!.parlay.gateway.v1.MessageContent\x12\x0c\n\x04text\x18\x08 \x01(\t\x12+\n\x07sent_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0fsource_event_id\x18\n \x01(\t\"\xc9\x02\n\x18OutboundMessageRequested\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x12\n\nmessage_id\x18\x02 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x03 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x04 \x01(\t\x12\x1a\n\x12\x63hannel_account_id\x18\x05 \x01(\t\x12\x19\n\x11recipient_address\x18\x06 \x01(\t\x12\x33\n\x07\x63ontent\x18\x07 \x01(\x0b\x32\".parlay.gateway.v1.OutboundContent\x12\x0c\n\x04text\x18\x08 \x01(\t\x12\x0f\n\x07purpose\x18\t \x01(\t\x12\x19\n\x11\x63lient_message_id\x18\n \x01(\t\x12\x0e\n\x06sender\x18\x0b \x01(\t\x12$\n\x1creply_to_provider_message_id\x18\x0c \x01(\t*t\n\x10MessageDirection\x12!\n\x1dMESSAGE_DIRECTION_UNSPECIFIED\x10\x00\x12\x1d\n\x19MESSAGE_DIRECTION_INBOUND\x10\x01\x12\x1e\n\x1aMESSAGE_DIRECTION_OUTBOUND\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'parlay.conversation.v1.conversation_events_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_MESSAGEDIRECTION']._serialized_start=598
-  _globals['_MESSAGEDIRECTION']._serialized_end=714
+  _globals['_MESSAGEDIRECTION']._serialized_start=930
+  _globals['_MESSAGEDIRECTION']._serialized_end=1046
   _globals['_CONVERSATIONOPENED']._serialized_start=149
   _globals['_CONVERSATIONOPENED']._serialized_end=260
   _globals['_MESSAGEAPPENDED']._serialized_start=263
   _globals['_MESSAGEAPPENDED']._serialized_end=596
+  _globals['_OUTBOUNDMESSAGEREQUESTED']._serialized_start=599
+  _globals['_OUTBOUNDMESSAGEREQUESTED']._serialized_end=928
 # @@protoc_insertion_point(module_scope)

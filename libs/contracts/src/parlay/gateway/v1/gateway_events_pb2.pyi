@@ -240,3 +240,205 @@ class ChannelAccountCreated(_message.Message):
     credential_names: _containers.RepeatedScalarFieldContainer[str]
     settings: _containers.ScalarMap[str, str]
     def __init__(self, channel_account_id: _Optional[str] = ..., channel: _Optional[str] = ..., credential_names: _Optional[_Iterable[str]] = ..., settings: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class MessageEdited(_message.Message):
+    __slots__ = ("channel", "channel_account_id", "provider_message_id", "sender", "content", "edited_at", "webhook_event_id")
+    CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    CHANNEL_ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    SENDER_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_FIELD_NUMBER: _ClassVar[int]
+    EDITED_AT_FIELD_NUMBER: _ClassVar[int]
+    WEBHOOK_EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    channel: str
+    channel_account_id: str
+    provider_message_id: str
+    sender: ChannelAddress
+    content: MessageContent
+    edited_at: _timestamp_pb2.Timestamp
+    webhook_event_id: str
+    def __init__(self, channel: _Optional[str] = ..., channel_account_id: _Optional[str] = ..., provider_message_id: _Optional[str] = ..., sender: _Optional[_Union[ChannelAddress, _Mapping]] = ..., content: _Optional[_Union[MessageContent, _Mapping]] = ..., edited_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., webhook_event_id: _Optional[str] = ...) -> None: ...
+
+class IdentityEvidenceObserved(_message.Message):
+    __slots__ = ("channel", "channel_account_id", "subject", "evidence_kind", "phone", "email", "new_address", "provider_event_id", "observed_at", "webhook_event_id")
+    CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    CHANNEL_ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    EVIDENCE_KIND_FIELD_NUMBER: _ClassVar[int]
+    PHONE_FIELD_NUMBER: _ClassVar[int]
+    EMAIL_FIELD_NUMBER: _ClassVar[int]
+    NEW_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    OBSERVED_AT_FIELD_NUMBER: _ClassVar[int]
+    WEBHOOK_EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    channel: str
+    channel_account_id: str
+    subject: ChannelAddress
+    evidence_kind: str
+    phone: str
+    email: str
+    new_address: str
+    provider_event_id: str
+    observed_at: _timestamp_pb2.Timestamp
+    webhook_event_id: str
+    def __init__(self, channel: _Optional[str] = ..., channel_account_id: _Optional[str] = ..., subject: _Optional[_Union[ChannelAddress, _Mapping]] = ..., evidence_kind: _Optional[str] = ..., phone: _Optional[str] = ..., email: _Optional[str] = ..., new_address: _Optional[str] = ..., provider_event_id: _Optional[str] = ..., observed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., webhook_event_id: _Optional[str] = ...) -> None: ...
+
+class ContactSubscriptionChanged(_message.Message):
+    __slots__ = ("channel", "channel_account_id", "subject", "subscribed", "reason", "changed_at", "webhook_event_id")
+    CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    CHANNEL_ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    SUBSCRIBED_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    CHANGED_AT_FIELD_NUMBER: _ClassVar[int]
+    WEBHOOK_EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    channel: str
+    channel_account_id: str
+    subject: ChannelAddress
+    subscribed: bool
+    reason: str
+    changed_at: _timestamp_pb2.Timestamp
+    webhook_event_id: str
+    def __init__(self, channel: _Optional[str] = ..., channel_account_id: _Optional[str] = ..., subject: _Optional[_Union[ChannelAddress, _Mapping]] = ..., subscribed: _Optional[bool] = ..., reason: _Optional[str] = ..., changed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., webhook_event_id: _Optional[str] = ...) -> None: ...
+
+class ChannelPaymentEventReceived(_message.Message):
+    __slots__ = ("channel", "channel_account_id", "kind", "provider_event_id", "payer", "currency", "total_minor", "invoice_payload", "provider_charge_id", "occurred_at", "webhook_event_id")
+    CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    CHANNEL_ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    PAYER_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_MINOR_FIELD_NUMBER: _ClassVar[int]
+    INVOICE_PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_CHARGE_ID_FIELD_NUMBER: _ClassVar[int]
+    OCCURRED_AT_FIELD_NUMBER: _ClassVar[int]
+    WEBHOOK_EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    channel: str
+    channel_account_id: str
+    kind: str
+    provider_event_id: str
+    payer: ChannelAddress
+    currency: str
+    total_minor: int
+    invoice_payload: str
+    provider_charge_id: str
+    occurred_at: _timestamp_pb2.Timestamp
+    webhook_event_id: str
+    def __init__(self, channel: _Optional[str] = ..., channel_account_id: _Optional[str] = ..., kind: _Optional[str] = ..., provider_event_id: _Optional[str] = ..., payer: _Optional[_Union[ChannelAddress, _Mapping]] = ..., currency: _Optional[str] = ..., total_minor: _Optional[int] = ..., invoice_payload: _Optional[str] = ..., provider_charge_id: _Optional[str] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., webhook_event_id: _Optional[str] = ...) -> None: ...
+
+class TemplateParameter(_message.Message):
+    __slots__ = ("text",)
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    text: str
+    def __init__(self, text: _Optional[str] = ...) -> None: ...
+
+class TemplateContent(_message.Message):
+    __slots__ = ("name", "language", "body_parameters")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    LANGUAGE_FIELD_NUMBER: _ClassVar[int]
+    BODY_PARAMETERS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    language: str
+    body_parameters: _containers.RepeatedCompositeFieldContainer[TemplateParameter]
+    def __init__(self, name: _Optional[str] = ..., language: _Optional[str] = ..., body_parameters: _Optional[_Iterable[_Union[TemplateParameter, _Mapping]]] = ...) -> None: ...
+
+class InteractiveButton(_message.Message):
+    __slots__ = ("id", "title")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    TITLE_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    title: str
+    def __init__(self, id: _Optional[str] = ..., title: _Optional[str] = ...) -> None: ...
+
+class InteractiveListRow(_message.Message):
+    __slots__ = ("id", "title", "description")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    TITLE_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    title: str
+    description: str
+    def __init__(self, id: _Optional[str] = ..., title: _Optional[str] = ..., description: _Optional[str] = ...) -> None: ...
+
+class InteractiveListSection(_message.Message):
+    __slots__ = ("title", "rows")
+    TITLE_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    title: str
+    rows: _containers.RepeatedCompositeFieldContainer[InteractiveListRow]
+    def __init__(self, title: _Optional[str] = ..., rows: _Optional[_Iterable[_Union[InteractiveListRow, _Mapping]]] = ...) -> None: ...
+
+class InteractiveContent(_message.Message):
+    __slots__ = ("header", "body", "footer", "buttons", "list_button_text", "sections")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    BODY_FIELD_NUMBER: _ClassVar[int]
+    FOOTER_FIELD_NUMBER: _ClassVar[int]
+    BUTTONS_FIELD_NUMBER: _ClassVar[int]
+    LIST_BUTTON_TEXT_FIELD_NUMBER: _ClassVar[int]
+    SECTIONS_FIELD_NUMBER: _ClassVar[int]
+    header: str
+    body: str
+    footer: str
+    buttons: _containers.RepeatedCompositeFieldContainer[InteractiveButton]
+    list_button_text: str
+    sections: _containers.RepeatedCompositeFieldContainer[InteractiveListSection]
+    def __init__(self, header: _Optional[str] = ..., body: _Optional[str] = ..., footer: _Optional[str] = ..., buttons: _Optional[_Iterable[_Union[InteractiveButton, _Mapping]]] = ..., list_button_text: _Optional[str] = ..., sections: _Optional[_Iterable[_Union[InteractiveListSection, _Mapping]]] = ...) -> None: ...
+
+class OutboundContent(_message.Message):
+    __slots__ = ("text", "template", "interactive", "media")
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    TEMPLATE_FIELD_NUMBER: _ClassVar[int]
+    INTERACTIVE_FIELD_NUMBER: _ClassVar[int]
+    MEDIA_FIELD_NUMBER: _ClassVar[int]
+    text: TextContent
+    template: TemplateContent
+    interactive: InteractiveContent
+    media: MediaContent
+    def __init__(self, text: _Optional[_Union[TextContent, _Mapping]] = ..., template: _Optional[_Union[TemplateContent, _Mapping]] = ..., interactive: _Optional[_Union[InteractiveContent, _Mapping]] = ..., media: _Optional[_Union[MediaContent, _Mapping]] = ...) -> None: ...
+
+class OutboundMessageSent(_message.Message):
+    __slots__ = ("request_event_id", "message_id", "conversation_id", "channel", "channel_account_id", "recipient", "provider_message_id", "sent_at", "attempts")
+    REQUEST_EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    CONVERSATION_ID_FIELD_NUMBER: _ClassVar[int]
+    CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    CHANNEL_ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    RECIPIENT_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    SENT_AT_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    request_event_id: str
+    message_id: str
+    conversation_id: str
+    channel: str
+    channel_account_id: str
+    recipient: ChannelAddress
+    provider_message_id: str
+    sent_at: _timestamp_pb2.Timestamp
+    attempts: int
+    def __init__(self, request_event_id: _Optional[str] = ..., message_id: _Optional[str] = ..., conversation_id: _Optional[str] = ..., channel: _Optional[str] = ..., channel_account_id: _Optional[str] = ..., recipient: _Optional[_Union[ChannelAddress, _Mapping]] = ..., provider_message_id: _Optional[str] = ..., sent_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., attempts: _Optional[int] = ...) -> None: ...
+
+class OutboundMessageFailed(_message.Message):
+    __slots__ = ("request_event_id", "message_id", "conversation_id", "channel", "channel_account_id", "recipient", "error_code", "error_message", "attempts", "failed_at")
+    REQUEST_EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    CONVERSATION_ID_FIELD_NUMBER: _ClassVar[int]
+    CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    CHANNEL_ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    RECIPIENT_FIELD_NUMBER: _ClassVar[int]
+    ERROR_CODE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    FAILED_AT_FIELD_NUMBER: _ClassVar[int]
+    request_event_id: str
+    message_id: str
+    conversation_id: str
+    channel: str
+    channel_account_id: str
+    recipient: ChannelAddress
+    error_code: str
+    error_message: str
+    attempts: int
+    failed_at: _timestamp_pb2.Timestamp
+    def __init__(self, request_event_id: _Optional[str] = ..., message_id: _Optional[str] = ..., conversation_id: _Optional[str] = ..., channel: _Optional[str] = ..., channel_account_id: _Optional[str] = ..., recipient: _Optional[_Union[ChannelAddress, _Mapping]] = ..., error_code: _Optional[str] = ..., error_message: _Optional[str] = ..., attempts: _Optional[int] = ..., failed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
