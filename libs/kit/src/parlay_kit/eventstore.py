@@ -108,6 +108,16 @@ class EventStore:
             SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bigint[],
                 $6::text[], $7::text[], $8::timestamptz[], $9::timestamptz[], $10::bytea[], $11::text[])
             RETURNING event_id, position"""
+        # Latest version per aggregate via the (aggregate_id, aggregate_version) index: a
+        # correlated max() is an index probe, a GROUP BY would read the whole stream.
+        self._lookup_sql = f"""
+            SELECT
+              ARRAY(SELECT event_id::text FROM {schema}.events WHERE event_id = ANY($1::uuid[]))
+                AS existing,
+              ARRAY(SELECT coalesce((SELECT max(e.aggregate_version) FROM {schema}.events e
+                                     WHERE e.aggregate_id = a.id), 0)
+                    FROM unnest($2::text[]) WITH ORDINALITY AS a(id, n) ORDER BY a.n)
+                AS versions"""
 
     async def append(
         self, conn: asyncpg.Connection, events: Sequence[env.NewEvent]
@@ -119,24 +129,17 @@ class EventStore:
             return []
         if not conn.is_in_transaction():
             raise RuntimeError("EventStore.append must run inside a transaction")
-        s = self.schema
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", self._append_lock)
-        ids = [e.event_id for e in events]
-        existing = {
-            str(r[0])
-            for r in await conn.fetch(
-                f"SELECT event_id FROM {s}.events WHERE event_id = ANY($1::uuid[])", ids
-            )
-        }
+        # One round trip for the lock and the notification (delivered only at commit) and one
+        # for what is already stored: the lock is held for as short a time as possible.
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock($1), pg_notify($2, '')",
+            self._append_lock,
+            notify_channel(self.schema),
+        )
         auto = list({e.aggregate_id for e in events if e.aggregate_version is None})
-        current: dict[str, int] = {}
-        if auto:
-            rows = await conn.fetch(
-                f"""SELECT aggregate_id, max(aggregate_version) FROM {s}.events
-                    WHERE aggregate_id = ANY($1::text[]) GROUP BY aggregate_id""",
-                auto,
-            )
-            current = {r[0]: r[1] for r in rows}
+        row = await conn.fetchrow(self._lookup_sql, [e.event_id for e in events], auto)
+        existing = set(row["existing"] or ())
+        current: dict[str, int] = dict(zip(auto, row["versions"] or (), strict=True))
         recorded_at = env.utcnow()
         columns: list[list] = [[] for _ in range(11)]
         envelopes: dict[str, Envelope] = {}
@@ -180,7 +183,6 @@ class EventStore:
                     f"aggregate changed concurrently: {exc.detail or exc}"
                 ) from exc
             positions = {str(r["event_id"]): r["position"] for r in rows}
-            await conn.execute("SELECT pg_notify($1, '')", notify_channel(s))
         return [
             StoredEvent(e.event_id, positions.get(e.event_id), envelopes.get(e.event_id))
             for e in events
