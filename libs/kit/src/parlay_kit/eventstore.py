@@ -173,10 +173,14 @@ class EventStore:
                 column.append(value)
         positions: dict[str, int] = {}
         if envelopes:
+            # Only an explicit version can conflict; then a savepoint keeps the caller's
+            # transaction usable after a ConcurrencyError (and costs two round trips).
+            explicit = any(e.aggregate_version is not None for e in events)
             try:
-                async with (
-                    conn.transaction()
-                ):  # savepoint: a conflict leaves the caller's tx usable
+                if explicit:
+                    async with conn.transaction():
+                        rows = await conn.fetch(self._insert_sql, *columns)
+                else:
                     rows = await conn.fetch(self._insert_sql, *columns)
             except asyncpg.UniqueViolationError as exc:
                 raise ConcurrencyError(
