@@ -26,19 +26,77 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from parlay.gateway.v1 import gateway_events_pb2 as parlay_dot_gateway_dot_v1_dot_gateway__events__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n0parlay/conversation/v1/conversation_events.proto\x12\x16parlay.conversation.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a&parlay/gateway/v1/gateway_events.proto\"o\n\x12\x43onversationOpened\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x03 \x01(\t\x12\x1a\n\x12\x63hannel_account_id\x18\x04 \x01(\t\"\xcd\x02\n\x0fMessageAppended\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x12\n\nmessage_id\x18\x02 \x01(\t\x12;\n\tdirection\x18\x03 \x01(\x0e\x32(.parlay.conversation.v1.MessageDirection\x12\x0f\n\x07\x63hannel\x18\x04 \x01(\t\x12\x1a\n\x12\x63hannel_account_id\x18\x05 \x01(\t\x12\x1b\n\x13provider_message_id\x18\x06 \x01(\t\x12\x32\n\x07\x63ontent\x18\x07 \x01(\x0b\x32!.parlay.gateway.v1.MessageContent\x12\x0c\n\x04text\x18\x08 \x01(\t\x12+\n\x07sent_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0fsource_event_id\x18\n \x01(\t\"\xc9\x02\n\x18OutboundMessageRequested\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x12\n\nmessage_id\x18\x02 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x03 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x04 \x01(\t\x12\x1a\n\x12\x63hannel_account_id\x18\x05 \x01(\t\x12\x19\n\x11recipient_address\x18\x06 \x01(\t\x12\x33\n\x07\x63ontent\x18\x07 \x01(\x0b\x32\".parlay.gateway.v1.OutboundContent\x12\x0c\n\x04text\x18\x08 \x01(\t\x12\x0f\n\x07purpose\x18\t \x01(\t\x12\x19\n\x11\x63lient_message_id\x18\n \x01(\t\x12\x0e\n\x06sender\x18\x0b \x01(\t\x12$\n\x1creply_to_provider_message_id\x18\x0c \x01(\t*t\n\x10MessageDirection\x12!\n\x1dMESSAGE_DIRECTION_UNSPECIFIED\x10\x00\x12\x1d\n\x19MESSAGE_DIRECTION_INBOUND\x10\x01\x12\x1e\n\x1aMESSAGE_DIRECTION_OUTBOUND\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n0parlay/conversation/v1/conversation_events.proto\x12\x16parlay.conversation.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a&parlay/gateway/v1/gateway_events.proto\"o\n\x12\x43onversationOpened\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x03 \x01(\t\x12\x1a\n\x12\x63hannel_account_id\x18\x04 \x01(\t\"\xde\x02\n\x0fMessageAppended\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x12\n\nmessage_id\x18\x02 \x01(\t\x12;\n\tdirection\x18\x03 \x01(\x0e\x32(.parlay.conversation.v1.MessageDirection\x12\x0f\n\x07\x63hannel\x18\x04 \x01(\t\x12\x1a\n\x12\x63hannel_account_id\x18\x05 \x01(\t\x12\x1b\n\x13provider_message_id\x18\x06 \x01(\t\x12\x32\n\x07\x63ontent\x18\x07 \x01(\x0b\x32!.parlay.gateway.v1.MessageContent\x12\x0c\n\x04text\x18\x08 \x01(\t\x12+\n\x07sent_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0fsource_event_id\x18\n \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x0b \x01(\t\"\xde\x02\n\x18OutboundMessageRequested\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x12\n\nmessage_id\x18\x02 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x03 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x04 \x01(\t\x12\x1a\n\x12\x63hannel_account_id\x18\x05 \x01(\t\x12\x19\n\x11recipient_address\x18\x06 \x01(\t\x12\x33\n\x07\x63ontent\x18\x07 \x01(\x0b\x32\".parlay.gateway.v1.OutboundContent\x12\x0c\n\x04text\x18\x08 \x01(\t\x12\x0f\n\x07purpose\x18\t \x01(\t\x12\x19\n\x11\x63lient_message_id\x18\n \x01(\t\x12\x0e\n\x06sender\x18\x0b \x01(\t\x12$\n\x1creply_to_provider_message_id\x18\x0c \x01(\t\x12\x13\n\x0bschedule_id\x18\r \x01(\t\"\xeb\x01\n\x1cOutboundMessageStatusChanged\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x12\n\nmessage_id\x18\x02 \x01(\t\x12\x0e\n\x06status\x18\x03 \x01(\t\x12\x1b\n\x13provider_message_id\x18\x04 \x01(\t\x12\x12\n\nerror_code\x18\x05 \x01(\t\x12\x15\n\rerror_message\x18\x06 \x01(\t\x12-\n\tstatus_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0fsource_event_id\x18\x08 \x01(\t\"\xd3\x01\n\x19OutboundMessageSuppressed\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x12\n\nmessage_id\x18\x02 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x05 \x01(\t\x12\x0f\n\x07purpose\x18\x06 \x01(\t\x12\x0c\n\x04text\x18\x07 \x01(\t\x12\x0f\n\x07trigger\x18\x08 \x01(\t\x12\x13\n\x0bschedule_id\x18\t \x01(\t\x12\x0f\n\x07\x63hannel\x18\n \x01(\t\"\xaf\x01\n\x19\x43onversationStatusChanged\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x17\n\x0fprevious_status\x18\x03 \x01(\t\x12\x31\n\rsnoozed_until\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x06 \x01(\t\"\xa6\x01\n\x14\x43onversationAssigned\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x10\n\x08\x61gent_id\x18\x02 \x01(\t\x12\x0f\n\x07team_id\x18\x03 \x01(\t\x12\x19\n\x11previous_agent_id\x18\x04 \x01(\t\x12\x18\n\x10previous_team_id\x18\x05 \x01(\t\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x07 \x01(\t\"z\n\x15\x43onversationHandedOff\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x0f\n\x07handler\x18\x02 \x01(\t\x12\x18\n\x10previous_handler\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x05 \x01(\t\"S\n\tNoteAdded\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x0f\n\x07note_id\x18\x02 \x01(\t\x12\x0e\n\x06\x61uthor\x18\x03 \x01(\t\x12\x0c\n\x04text\x18\x04 \x01(\t\"G\n\rLabelsChanged\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x0e\n\x06labels\x18\x02 \x03(\t\x12\r\n\x05\x61\x63tor\x18\x03 \x01(\t\"T\n\x10\x43onversationRead\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x18\n\x10read_through_seq\x18\x02 \x01(\x05\x12\r\n\x05\x61\x63tor\x18\x03 \x01(\t\"\xb7\x01\n\x0bSlaBreached\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\r\n\x05\x63ycle\x18\x03 \x01(\x05\x12.\n\nstarted_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12*\n\x06\x64ue_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0etarget_seconds\x18\x06 \x01(\x03\"\x88\x01\n\x18\x43onversationOwnerChanged\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12\x1c\n\x14previous_customer_id\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x10\n\x08merge_id\x18\x05 \x01(\t\"\xf2\x01\n\x19ProactiveMessageScheduled\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x13\n\x0bschedule_id\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12*\n\x06\x64ue_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04text\x18\x05 \x01(\t\x12\x0f\n\x07purpose\x18\x06 \x01(\t\x12\x34\n\x08template\x18\x07 \x01(\x0b\x32\".parlay.gateway.v1.TemplateContent\x12\x18\n\x10trigger_event_id\x18\x08 \x01(\t\"u\n\x05\x41gent\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x10\n\x08team_ids\x18\x03 \x03(\t\x12\x10\n\x08\x63\x61pacity\x18\x04 \x01(\x05\x12\x11\n\tavailable\x18\x05 \x01(\x08\x12\r\n\x05\x65mail\x18\x06 \x01(\t\":\n\nAgentSaved\x12,\n\x05\x61gent\x18\x01 \x01(\x0b\x32\x1d.parlay.conversation.v1.Agent\"?\n\x18\x41gentAvailabilityChanged\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x11\n\tavailable\x18\x02 \x01(\x08\" \n\x0c\x41gentRemoved\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\"%\n\x04Team\x12\x0f\n\x07team_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"7\n\tTeamSaved\x12*\n\x04team\x18\x01 \x01(\x0b\x32\x1c.parlay.conversation.v1.Team\"\x1e\n\x0bTeamRemoved\x12\x0f\n\x07team_id\x18\x01 \x01(\t\"\x89\x01\n\rRuleCondition\x12\x10\n\x08keywords\x18\x01 \x03(\t\x12\r\n\x05regex\x18\x02 \x01(\t\x12\x10\n\x08\x63hannels\x18\x03 \x03(\t\x12\x11\n\tfrom_time\x18\x04 \x01(\t\x12\x0f\n\x07to_time\x18\x05 \x01(\t\x12\x10\n\x08weekdays\x18\x06 \x03(\x05\x12\x0f\n\x07handler\x18\x07 \x01(\t\"z\n\nRuleAction\x12\x12\n\nreply_text\x18\x01 \x01(\t\x12\x12\n\nadd_labels\x18\x02 \x03(\t\x12\x17\n\x0f\x61ssign_agent_id\x18\x03 \x01(\t\x12\x16\n\x0e\x61ssign_team_id\x18\x04 \x01(\t\x12\x13\n\x0bhand_off_to\x18\x05 \x01(\t\"\xd9\x01\n\x0e\x41utomationRule\x12\x0f\n\x07rule_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07\x65nabled\x18\x03 \x01(\x08\x12\x10\n\x08priority\x18\x04 \x01(\x05\x12\x38\n\tcondition\x18\x05 \x01(\x0b\x32%.parlay.conversation.v1.RuleCondition\x12\x32\n\x06\x61\x63tion\x18\x06 \x01(\x0b\x32\".parlay.conversation.v1.RuleAction\x12\x17\n\x0fstop_processing\x18\x07 \x01(\x08\"K\n\x13\x41utomationRuleSaved\x12\x34\n\x04rule\x18\x01 \x01(\x0b\x32&.parlay.conversation.v1.AutomationRule\"(\n\x15\x41utomationRuleRemoved\x12\x0f\n\x07rule_id\x18\x01 \x01(\t\"G\n\x0cOpeningHours\x12\x10\n\x08weekdays\x18\x01 \x03(\x05\x12\x11\n\topen_time\x18\x02 \x01(\t\x12\x12\n\nclose_time\x18\x03 \x01(\t\"\x92\x01\n\x10ProactiveMessage\x12\x10\n\x08\x64isabled\x18\x01 \x01(\x08\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x0f\n\x07purpose\x18\x03 \x01(\t\x12\x15\n\rtemplate_name\x18\x04 \x01(\t\x12\x19\n\x11template_language\x18\x05 \x01(\t\x12\x1b\n\x13template_parameters\x18\x06 \x03(\t\"\xb4\x05\n\rInboxSettings\x12\x11\n\ttime_zone\x18\x01 \x01(\t\x12;\n\ropening_hours\x18\x02 \x03(\x0b\x32$.parlay.conversation.v1.OpeningHours\x12\x1a\n\x12opening_hours_text\x18\x03 \x01(\t\x12\x13\n\x0b\x62ot_enabled\x18\x04 \x01(\x08\x12\x18\n\x10handoff_keywords\x18\x05 \x03(\t\x12$\n\x1c\x62ot_unanswered_handoff_after\x18\x06 \x01(\x05\x12%\n\x1d\x66irst_response_target_seconds\x18\x07 \x01(\x03\x12!\n\x19resolution_target_seconds\x18\x08 \x01(\x03\x12\x17\n\x0f\x61ssignment_mode\x18\t \x01(\t\x12\x17\n\x0f\x64\x65\x66\x61ult_team_id\x18\n \x01(\t\x12G\n\tproactive\x18\x0b \x03(\x0b\x32\x34.parlay.conversation.v1.InboxSettings.ProactiveEntry\x12\x16\n\x0ethank_you_time\x18\x0c \x01(\t\x12\x16\n\x0ethank_you_text\x18\r \x01(\t\x12\x1a\n\x12thank_you_disabled\x18\x0e \x01(\x08\x12>\n\x12thank_you_template\x18\x0f \x01(\x0b\x32\".parlay.gateway.v1.TemplateContent\x12\x1a\n\x12handoff_reply_text\x18\x10 \x01(\t\x12\x19\n\x11\x62ot_fallback_text\x18\x11 \x01(\t\x1aZ\n\x0eProactiveEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x37\n\x05value\x18\x02 \x01(\x0b\x32(.parlay.conversation.v1.ProactiveMessage:\x02\x38\x01\"O\n\x14InboxSettingsChanged\x12\x37\n\x08settings\x18\x01 \x01(\x0b\x32%.parlay.conversation.v1.InboxSettings*t\n\x10MessageDirection\x12!\n\x1dMESSAGE_DIRECTION_UNSPECIFIED\x10\x00\x12\x1d\n\x19MESSAGE_DIRECTION_INBOUND\x10\x01\x12\x1e\n\x1aMESSAGE_DIRECTION_OUTBOUND\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'parlay.conversation.v1.conversation_events_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_MESSAGEDIRECTION']._serialized_start=930
-  _globals['_MESSAGEDIRECTION']._serialized_end=1046
+  _globals['_INBOXSETTINGS_PROACTIVEENTRY']._loaded_options = None
+  _globals['_INBOXSETTINGS_PROACTIVEENTRY']._serialized_options = b'8\001'
+  _globals['_MESSAGEDIRECTION']._serialized_start=4712
+  _globals['_MESSAGEDIRECTION']._serialized_end=4828
   _globals['_CONVERSATIONOPENED']._serialized_start=149
   _globals['_CONVERSATIONOPENED']._serialized_end=260
   _globals['_MESSAGEAPPENDED']._serialized_start=263
-  _globals['_MESSAGEAPPENDED']._serialized_end=596
-  _globals['_OUTBOUNDMESSAGEREQUESTED']._serialized_start=599
-  _globals['_OUTBOUNDMESSAGEREQUESTED']._serialized_end=928
+  _globals['_MESSAGEAPPENDED']._serialized_end=613
+  _globals['_OUTBOUNDMESSAGEREQUESTED']._serialized_start=616
+  _globals['_OUTBOUNDMESSAGEREQUESTED']._serialized_end=966
+  _globals['_OUTBOUNDMESSAGESTATUSCHANGED']._serialized_start=969
+  _globals['_OUTBOUNDMESSAGESTATUSCHANGED']._serialized_end=1204
+  _globals['_OUTBOUNDMESSAGESUPPRESSED']._serialized_start=1207
+  _globals['_OUTBOUNDMESSAGESUPPRESSED']._serialized_end=1418
+  _globals['_CONVERSATIONSTATUSCHANGED']._serialized_start=1421
+  _globals['_CONVERSATIONSTATUSCHANGED']._serialized_end=1596
+  _globals['_CONVERSATIONASSIGNED']._serialized_start=1599
+  _globals['_CONVERSATIONASSIGNED']._serialized_end=1765
+  _globals['_CONVERSATIONHANDEDOFF']._serialized_start=1767
+  _globals['_CONVERSATIONHANDEDOFF']._serialized_end=1889
+  _globals['_NOTEADDED']._serialized_start=1891
+  _globals['_NOTEADDED']._serialized_end=1974
+  _globals['_LABELSCHANGED']._serialized_start=1976
+  _globals['_LABELSCHANGED']._serialized_end=2047
+  _globals['_CONVERSATIONREAD']._serialized_start=2049
+  _globals['_CONVERSATIONREAD']._serialized_end=2133
+  _globals['_SLABREACHED']._serialized_start=2136
+  _globals['_SLABREACHED']._serialized_end=2319
+  _globals['_CONVERSATIONOWNERCHANGED']._serialized_start=2322
+  _globals['_CONVERSATIONOWNERCHANGED']._serialized_end=2458
+  _globals['_PROACTIVEMESSAGESCHEDULED']._serialized_start=2461
+  _globals['_PROACTIVEMESSAGESCHEDULED']._serialized_end=2703
+  _globals['_AGENT']._serialized_start=2705
+  _globals['_AGENT']._serialized_end=2822
+  _globals['_AGENTSAVED']._serialized_start=2824
+  _globals['_AGENTSAVED']._serialized_end=2882
+  _globals['_AGENTAVAILABILITYCHANGED']._serialized_start=2884
+  _globals['_AGENTAVAILABILITYCHANGED']._serialized_end=2947
+  _globals['_AGENTREMOVED']._serialized_start=2949
+  _globals['_AGENTREMOVED']._serialized_end=2981
+  _globals['_TEAM']._serialized_start=2983
+  _globals['_TEAM']._serialized_end=3020
+  _globals['_TEAMSAVED']._serialized_start=3022
+  _globals['_TEAMSAVED']._serialized_end=3077
+  _globals['_TEAMREMOVED']._serialized_start=3079
+  _globals['_TEAMREMOVED']._serialized_end=3109
+  _globals['_RULECONDITION']._serialized_start=3112
+  _globals['_RULECONDITION']._serialized_end=3249
+  _globals['_RULEACTION']._serialized_start=3251
+  _globals['_RULEACTION']._serialized_end=3373
+  _globals['_AUTOMATIONRULE']._serialized_start=3376
+  _globals['_AUTOMATIONRULE']._serialized_end=3593
+  _globals['_AUTOMATIONRULESAVED']._serialized_start=3595
+  _globals['_AUTOMATIONRULESAVED']._serialized_end=3670
+  _globals['_AUTOMATIONRULEREMOVED']._serialized_start=3672
+  _globals['_AUTOMATIONRULEREMOVED']._serialized_end=3712
+  _globals['_OPENINGHOURS']._serialized_start=3714
+  _globals['_OPENINGHOURS']._serialized_end=3785
+  _globals['_PROACTIVEMESSAGE']._serialized_start=3788
+  _globals['_PROACTIVEMESSAGE']._serialized_end=3934
+  _globals['_INBOXSETTINGS']._serialized_start=3937
+  _globals['_INBOXSETTINGS']._serialized_end=4629
+  _globals['_INBOXSETTINGS_PROACTIVEENTRY']._serialized_start=4539
+  _globals['_INBOXSETTINGS_PROACTIVEENTRY']._serialized_end=4629
+  _globals['_INBOXSETTINGSCHANGED']._serialized_start=4631
+  _globals['_INBOXSETTINGSCHANGED']._serialized_end=4710
 # @@protoc_insertion_point(module_scope)

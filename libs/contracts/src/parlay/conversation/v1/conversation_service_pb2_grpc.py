@@ -26,7 +26,9 @@ if _version_not_supported:
 
 
 class ConversationServiceStub:
-    """Missing associated documentation comment in .proto file."""
+    """ConversationService: the inbox. Commands take an optional expected_version (0 = any): a
+    conversation that moved on answers ABORTED.
+    """
 
     def __init__(self, channel):
         """Constructor.
@@ -44,10 +46,127 @@ class ConversationServiceStub:
                 request_serializer=parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.GetConversationRequest.SerializeToString,
                 response_deserializer=parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.GetConversationResponse.FromString,
                 _registered_method=True)
+        self.SearchConversations = channel.unary_unary(
+                '/parlay.conversation.v1.ConversationService/SearchConversations',
+                request_serializer=parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.SearchConversationsRequest.SerializeToString,
+                response_deserializer=parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.SearchConversationsResponse.FromString,
+                _registered_method=True)
+        self.SendMessage = channel.unary_unary(
+                '/parlay.conversation.v1.ConversationService/SendMessage',
+                request_serializer=parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.SendMessageRequest.SerializeToString,
+                response_deserializer=parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.SendMessageResponse.FromString,
+                _registered_method=True)
+        self.AssignConversation = channel.unary_unary(
+                '/parlay.conversation.v1.ConversationService/AssignConversation',
+                request_serializer=parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.AssignConversationRequest.SerializeToString,
+                response_deserializer=parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.AssignConversationResponse.FromString,
+                _registered_method=True)
+        self.HandOffConversation = channel.unary_unary(
+                '/parlay.conversation.v1.ConversationService/HandOffConversation',
+                request_serializer=parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.HandOffConversationRequest.SerializeToString,
+                response_deserializer=parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.HandOffConversationResponse.FromString,
+                _registered_method=True)
+        self.SnoozeConversation = channel.unary_unary(
+                '/parlay.conversation.v1.ConversationService/SnoozeConversation',
+                request_serializer=parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.SnoozeConversationRequest.SerializeToString,
+                response_deserializer=parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.SnoozeConversationResponse.FromString,
+                _registered_method=True)
+        self.ResolveConversation = channel.unary_unary(
+                '/parlay.conversation.v1.ConversationService/ResolveConversation',
+                request_serializer=parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.ResolveConversationRequest.SerializeToString,
+                response_deserializer=parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.ResolveConversationResponse.FromString,
+                _registered_method=True)
+        self.ReopenConversation = channel.unary_unary(
+                '/parlay.conversation.v1.ConversationService/ReopenConversation',
+                request_serializer=parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.ReopenConversationRequest.SerializeToString,
+                response_deserializer=parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.ReopenConversationResponse.FromString,
+                _registered_method=True)
+        self.MarkConversationPending = channel.unary_unary(
+                '/parlay.conversation.v1.ConversationService/MarkConversationPending',
+                request_serializer=parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.MarkConversationPendingRequest.SerializeToString,
+                response_deserializer=parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.MarkConversationPendingResponse.FromString,
+                _registered_method=True)
+        self.AddNote = channel.unary_unary(
+                '/parlay.conversation.v1.ConversationService/AddNote',
+                request_serializer=parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.AddNoteRequest.SerializeToString,
+                response_deserializer=parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.AddNoteResponse.FromString,
+                _registered_method=True)
+        self.SetLabels = channel.unary_unary(
+                '/parlay.conversation.v1.ConversationService/SetLabels',
+                request_serializer=parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.SetLabelsRequest.SerializeToString,
+                response_deserializer=parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.SetLabelsResponse.FromString,
+                _registered_method=True)
+        self.MarkRead = channel.unary_unary(
+                '/parlay.conversation.v1.ConversationService/MarkRead',
+                request_serializer=parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.MarkReadRequest.SerializeToString,
+                response_deserializer=parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.MarkReadResponse.FromString,
+                _registered_method=True)
+        self.UpsertAgent = channel.unary_unary(
+                '/parlay.conversation.v1.ConversationService/UpsertAgent',
+                request_serializer=parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.UpsertAgentRequest.SerializeToString,
+                response_deserializer=parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.UpsertAgentResponse.FromString,
+                _registered_method=True)
+        self.SetAgentAvailability = channel.unary_unary(
+                '/parlay.conversation.v1.ConversationService/SetAgentAvailability',
+                request_serializer=parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.SetAgentAvailabilityRequest.SerializeToString,
+                response_deserializer=parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.SetAgentAvailabilityResponse.FromString,
+                _registered_method=True)
+        self.RemoveAgent = channel.unary_unary(
+                '/parlay.conversation.v1.ConversationService/RemoveAgent',
+                request_serializer=parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.RemoveAgentRequest.SerializeToString,
+                response_deserializer=parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.RemoveAgentResponse.FromString,
+                _registered_method=True)
+        self.ListAgents = channel.unary_unary(
+                '/parlay.conversation.v1.ConversationService/ListAgents',
+                request_serializer=parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.ListAgentsRequest.SerializeToString,
+                response_deserializer=parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.ListAgentsResponse.FromString,
+                _registered_method=True)
+        self.UpsertTeam = channel.unary_unary(
+                '/parlay.conversation.v1.ConversationService/UpsertTeam',
+                request_serializer=parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.UpsertTeamRequest.SerializeToString,
+                response_deserializer=parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.UpsertTeamResponse.FromString,
+                _registered_method=True)
+        self.RemoveTeam = channel.unary_unary(
+                '/parlay.conversation.v1.ConversationService/RemoveTeam',
+                request_serializer=parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.RemoveTeamRequest.SerializeToString,
+                response_deserializer=parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.RemoveTeamResponse.FromString,
+                _registered_method=True)
+        self.ListTeams = channel.unary_unary(
+                '/parlay.conversation.v1.ConversationService/ListTeams',
+                request_serializer=parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.ListTeamsRequest.SerializeToString,
+                response_deserializer=parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.ListTeamsResponse.FromString,
+                _registered_method=True)
+        self.UpsertRule = channel.unary_unary(
+                '/parlay.conversation.v1.ConversationService/UpsertRule',
+                request_serializer=parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.UpsertRuleRequest.SerializeToString,
+                response_deserializer=parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.UpsertRuleResponse.FromString,
+                _registered_method=True)
+        self.RemoveRule = channel.unary_unary(
+                '/parlay.conversation.v1.ConversationService/RemoveRule',
+                request_serializer=parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.RemoveRuleRequest.SerializeToString,
+                response_deserializer=parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.RemoveRuleResponse.FromString,
+                _registered_method=True)
+        self.ListRules = channel.unary_unary(
+                '/parlay.conversation.v1.ConversationService/ListRules',
+                request_serializer=parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.ListRulesRequest.SerializeToString,
+                response_deserializer=parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.ListRulesResponse.FromString,
+                _registered_method=True)
+        self.GetInboxSettings = channel.unary_unary(
+                '/parlay.conversation.v1.ConversationService/GetInboxSettings',
+                request_serializer=parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.GetInboxSettingsRequest.SerializeToString,
+                response_deserializer=parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.GetInboxSettingsResponse.FromString,
+                _registered_method=True)
+        self.UpdateInboxSettings = channel.unary_unary(
+                '/parlay.conversation.v1.ConversationService/UpdateInboxSettings',
+                request_serializer=parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.UpdateInboxSettingsRequest.SerializeToString,
+                response_deserializer=parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.UpdateInboxSettingsResponse.FromString,
+                _registered_method=True)
 
 
 class ConversationServiceServicer:
-    """Missing associated documentation comment in .proto file."""
+    """ConversationService: the inbox. Commands take an optional expected_version (0 = any): a
+    conversation that moved on answers ABORTED.
+    """
 
     def ListConversations(self, request, context):
         """Missing associated documentation comment in .proto file."""
@@ -56,6 +175,145 @@ class ConversationServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetConversation(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SearchConversations(self, request, context):
+        """Postgres full-text search over message text, within the caller's tenant.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SendMessage(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AssignConversation(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def HandOffConversation(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SnoozeConversation(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResolveConversation(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReopenConversation(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def MarkConversationPending(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AddNote(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetLabels(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def MarkRead(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpsertAgent(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetAgentAvailability(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveAgent(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAgents(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpsertTeam(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveTeam(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListTeams(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpsertRule(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveRule(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListRules(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetInboxSettings(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateInboxSettings(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -74,6 +332,121 @@ def add_ConversationServiceServicer_to_server(servicer, server):
                     request_deserializer=parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.GetConversationRequest.FromString,
                     response_serializer=parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.GetConversationResponse.SerializeToString,
             ),
+            'SearchConversations': grpc.unary_unary_rpc_method_handler(
+                    servicer.SearchConversations,
+                    request_deserializer=parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.SearchConversationsRequest.FromString,
+                    response_serializer=parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.SearchConversationsResponse.SerializeToString,
+            ),
+            'SendMessage': grpc.unary_unary_rpc_method_handler(
+                    servicer.SendMessage,
+                    request_deserializer=parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.SendMessageRequest.FromString,
+                    response_serializer=parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.SendMessageResponse.SerializeToString,
+            ),
+            'AssignConversation': grpc.unary_unary_rpc_method_handler(
+                    servicer.AssignConversation,
+                    request_deserializer=parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.AssignConversationRequest.FromString,
+                    response_serializer=parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.AssignConversationResponse.SerializeToString,
+            ),
+            'HandOffConversation': grpc.unary_unary_rpc_method_handler(
+                    servicer.HandOffConversation,
+                    request_deserializer=parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.HandOffConversationRequest.FromString,
+                    response_serializer=parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.HandOffConversationResponse.SerializeToString,
+            ),
+            'SnoozeConversation': grpc.unary_unary_rpc_method_handler(
+                    servicer.SnoozeConversation,
+                    request_deserializer=parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.SnoozeConversationRequest.FromString,
+                    response_serializer=parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.SnoozeConversationResponse.SerializeToString,
+            ),
+            'ResolveConversation': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResolveConversation,
+                    request_deserializer=parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.ResolveConversationRequest.FromString,
+                    response_serializer=parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.ResolveConversationResponse.SerializeToString,
+            ),
+            'ReopenConversation': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReopenConversation,
+                    request_deserializer=parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.ReopenConversationRequest.FromString,
+                    response_serializer=parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.ReopenConversationResponse.SerializeToString,
+            ),
+            'MarkConversationPending': grpc.unary_unary_rpc_method_handler(
+                    servicer.MarkConversationPending,
+                    request_deserializer=parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.MarkConversationPendingRequest.FromString,
+                    response_serializer=parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.MarkConversationPendingResponse.SerializeToString,
+            ),
+            'AddNote': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddNote,
+                    request_deserializer=parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.AddNoteRequest.FromString,
+                    response_serializer=parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.AddNoteResponse.SerializeToString,
+            ),
+            'SetLabels': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetLabels,
+                    request_deserializer=parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.SetLabelsRequest.FromString,
+                    response_serializer=parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.SetLabelsResponse.SerializeToString,
+            ),
+            'MarkRead': grpc.unary_unary_rpc_method_handler(
+                    servicer.MarkRead,
+                    request_deserializer=parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.MarkReadRequest.FromString,
+                    response_serializer=parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.MarkReadResponse.SerializeToString,
+            ),
+            'UpsertAgent': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpsertAgent,
+                    request_deserializer=parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.UpsertAgentRequest.FromString,
+                    response_serializer=parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.UpsertAgentResponse.SerializeToString,
+            ),
+            'SetAgentAvailability': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetAgentAvailability,
+                    request_deserializer=parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.SetAgentAvailabilityRequest.FromString,
+                    response_serializer=parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.SetAgentAvailabilityResponse.SerializeToString,
+            ),
+            'RemoveAgent': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveAgent,
+                    request_deserializer=parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.RemoveAgentRequest.FromString,
+                    response_serializer=parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.RemoveAgentResponse.SerializeToString,
+            ),
+            'ListAgents': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAgents,
+                    request_deserializer=parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.ListAgentsRequest.FromString,
+                    response_serializer=parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.ListAgentsResponse.SerializeToString,
+            ),
+            'UpsertTeam': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpsertTeam,
+                    request_deserializer=parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.UpsertTeamRequest.FromString,
+                    response_serializer=parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.UpsertTeamResponse.SerializeToString,
+            ),
+            'RemoveTeam': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveTeam,
+                    request_deserializer=parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.RemoveTeamRequest.FromString,
+                    response_serializer=parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.RemoveTeamResponse.SerializeToString,
+            ),
+            'ListTeams': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTeams,
+                    request_deserializer=parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.ListTeamsRequest.FromString,
+                    response_serializer=parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.ListTeamsResponse.SerializeToString,
+            ),
+            'UpsertRule': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpsertRule,
+                    request_deserializer=parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.UpsertRuleRequest.FromString,
+                    response_serializer=parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.UpsertRuleResponse.SerializeToString,
+            ),
+            'RemoveRule': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveRule,
+                    request_deserializer=parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.RemoveRuleRequest.FromString,
+                    response_serializer=parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.RemoveRuleResponse.SerializeToString,
+            ),
+            'ListRules': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRules,
+                    request_deserializer=parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.ListRulesRequest.FromString,
+                    response_serializer=parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.ListRulesResponse.SerializeToString,
+            ),
+            'GetInboxSettings': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetInboxSettings,
+                    request_deserializer=parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.GetInboxSettingsRequest.FromString,
+                    response_serializer=parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.GetInboxSettingsResponse.SerializeToString,
+            ),
+            'UpdateInboxSettings': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateInboxSettings,
+                    request_deserializer=parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.UpdateInboxSettingsRequest.FromString,
+                    response_serializer=parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.UpdateInboxSettingsResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'parlay.conversation.v1.ConversationService', rpc_method_handlers)
@@ -83,7 +456,9 @@ def add_ConversationServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class ConversationService:
-    """Missing associated documentation comment in .proto file."""
+    """ConversationService: the inbox. Commands take an optional expected_version (0 = any): a
+    conversation that moved on answers ABORTED.
+    """
 
     @staticmethod
     def ListConversations(request,
@@ -129,6 +504,627 @@ class ConversationService:
             '/parlay.conversation.v1.ConversationService/GetConversation',
             parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.GetConversationRequest.SerializeToString,
             parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.GetConversationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SearchConversations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/parlay.conversation.v1.ConversationService/SearchConversations',
+            parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.SearchConversationsRequest.SerializeToString,
+            parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.SearchConversationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SendMessage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/parlay.conversation.v1.ConversationService/SendMessage',
+            parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.SendMessageRequest.SerializeToString,
+            parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.SendMessageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AssignConversation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/parlay.conversation.v1.ConversationService/AssignConversation',
+            parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.AssignConversationRequest.SerializeToString,
+            parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.AssignConversationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def HandOffConversation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/parlay.conversation.v1.ConversationService/HandOffConversation',
+            parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.HandOffConversationRequest.SerializeToString,
+            parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.HandOffConversationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SnoozeConversation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/parlay.conversation.v1.ConversationService/SnoozeConversation',
+            parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.SnoozeConversationRequest.SerializeToString,
+            parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.SnoozeConversationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResolveConversation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/parlay.conversation.v1.ConversationService/ResolveConversation',
+            parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.ResolveConversationRequest.SerializeToString,
+            parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.ResolveConversationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReopenConversation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/parlay.conversation.v1.ConversationService/ReopenConversation',
+            parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.ReopenConversationRequest.SerializeToString,
+            parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.ReopenConversationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MarkConversationPending(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/parlay.conversation.v1.ConversationService/MarkConversationPending',
+            parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.MarkConversationPendingRequest.SerializeToString,
+            parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.MarkConversationPendingResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddNote(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/parlay.conversation.v1.ConversationService/AddNote',
+            parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.AddNoteRequest.SerializeToString,
+            parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.AddNoteResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetLabels(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/parlay.conversation.v1.ConversationService/SetLabels',
+            parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.SetLabelsRequest.SerializeToString,
+            parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.SetLabelsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MarkRead(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/parlay.conversation.v1.ConversationService/MarkRead',
+            parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.MarkReadRequest.SerializeToString,
+            parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.MarkReadResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpsertAgent(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/parlay.conversation.v1.ConversationService/UpsertAgent',
+            parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.UpsertAgentRequest.SerializeToString,
+            parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.UpsertAgentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetAgentAvailability(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/parlay.conversation.v1.ConversationService/SetAgentAvailability',
+            parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.SetAgentAvailabilityRequest.SerializeToString,
+            parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.SetAgentAvailabilityResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveAgent(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/parlay.conversation.v1.ConversationService/RemoveAgent',
+            parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.RemoveAgentRequest.SerializeToString,
+            parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.RemoveAgentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAgents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/parlay.conversation.v1.ConversationService/ListAgents',
+            parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.ListAgentsRequest.SerializeToString,
+            parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.ListAgentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpsertTeam(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/parlay.conversation.v1.ConversationService/UpsertTeam',
+            parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.UpsertTeamRequest.SerializeToString,
+            parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.UpsertTeamResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveTeam(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/parlay.conversation.v1.ConversationService/RemoveTeam',
+            parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.RemoveTeamRequest.SerializeToString,
+            parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.RemoveTeamResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTeams(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/parlay.conversation.v1.ConversationService/ListTeams',
+            parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.ListTeamsRequest.SerializeToString,
+            parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.ListTeamsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpsertRule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/parlay.conversation.v1.ConversationService/UpsertRule',
+            parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.UpsertRuleRequest.SerializeToString,
+            parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.UpsertRuleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveRule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/parlay.conversation.v1.ConversationService/RemoveRule',
+            parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.RemoveRuleRequest.SerializeToString,
+            parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.RemoveRuleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListRules(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/parlay.conversation.v1.ConversationService/ListRules',
+            parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.ListRulesRequest.SerializeToString,
+            parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.ListRulesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetInboxSettings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/parlay.conversation.v1.ConversationService/GetInboxSettings',
+            parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.GetInboxSettingsRequest.SerializeToString,
+            parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.GetInboxSettingsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateInboxSettings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/parlay.conversation.v1.ConversationService/UpdateInboxSettings',
+            parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.UpdateInboxSettingsRequest.SerializeToString,
+            parlay_dot_conversation_dot_v1_dot_conversation__service__pb2.UpdateInboxSettingsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -201,7 +201,7 @@ class MessageReceived(_message.Message):
     def __init__(self, channel: _Optional[str] = ..., channel_account_id: _Optional[str] = ..., provider_message_id: _Optional[str] = ..., sender: _Optional[_Union[ChannelAddress, _Mapping]] = ..., business_address: _Optional[str] = ..., sender_display_name: _Optional[str] = ..., sent_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., content: _Optional[_Union[MessageContent, _Mapping]] = ..., context_provider_message_id: _Optional[str] = ..., sender_phone: _Optional[str] = ..., webhook_event_id: _Optional[str] = ...) -> None: ...
 
 class MessageStatusUpdated(_message.Message):
-    __slots__ = ("channel", "channel_account_id", "provider_message_id", "recipient", "status", "status_at", "error_code", "error_title", "webhook_event_id")
+    __slots__ = ("channel", "channel_account_id", "provider_message_id", "recipient", "status", "status_at", "error_code", "error_title", "webhook_event_id", "provider_status")
     CHANNEL_FIELD_NUMBER: _ClassVar[int]
     CHANNEL_ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
@@ -211,6 +211,7 @@ class MessageStatusUpdated(_message.Message):
     ERROR_CODE_FIELD_NUMBER: _ClassVar[int]
     ERROR_TITLE_FIELD_NUMBER: _ClassVar[int]
     WEBHOOK_EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_STATUS_FIELD_NUMBER: _ClassVar[int]
     channel: str
     channel_account_id: str
     provider_message_id: str
@@ -220,7 +221,8 @@ class MessageStatusUpdated(_message.Message):
     error_code: str
     error_title: str
     webhook_event_id: str
-    def __init__(self, channel: _Optional[str] = ..., channel_account_id: _Optional[str] = ..., provider_message_id: _Optional[str] = ..., recipient: _Optional[_Union[ChannelAddress, _Mapping]] = ..., status: _Optional[_Union[DeliveryStatus, str]] = ..., status_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., error_code: _Optional[str] = ..., error_title: _Optional[str] = ..., webhook_event_id: _Optional[str] = ...) -> None: ...
+    provider_status: str
+    def __init__(self, channel: _Optional[str] = ..., channel_account_id: _Optional[str] = ..., provider_message_id: _Optional[str] = ..., recipient: _Optional[_Union[ChannelAddress, _Mapping]] = ..., status: _Optional[_Union[DeliveryStatus, str]] = ..., status_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., error_code: _Optional[str] = ..., error_title: _Optional[str] = ..., webhook_event_id: _Optional[str] = ..., provider_status: _Optional[str] = ...) -> None: ...
 
 class ChannelAccountCreated(_message.Message):
     __slots__ = ("channel_account_id", "channel", "credential_names", "settings")
@@ -240,6 +242,23 @@ class ChannelAccountCreated(_message.Message):
     credential_names: _containers.RepeatedScalarFieldContainer[str]
     settings: _containers.ScalarMap[str, str]
     def __init__(self, channel_account_id: _Optional[str] = ..., channel: _Optional[str] = ..., credential_names: _Optional[_Iterable[str]] = ..., settings: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class ChannelAccountUpdated(_message.Message):
+    __slots__ = ("channel_account_id", "credential_names", "settings")
+    class SettingsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    CHANNEL_ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    CREDENTIAL_NAMES_FIELD_NUMBER: _ClassVar[int]
+    SETTINGS_FIELD_NUMBER: _ClassVar[int]
+    channel_account_id: str
+    credential_names: _containers.RepeatedScalarFieldContainer[str]
+    settings: _containers.ScalarMap[str, str]
+    def __init__(self, channel_account_id: _Optional[str] = ..., credential_names: _Optional[_Iterable[str]] = ..., settings: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class MessageEdited(_message.Message):
     __slots__ = ("channel", "channel_account_id", "provider_message_id", "sender", "content", "edited_at", "webhook_event_id")

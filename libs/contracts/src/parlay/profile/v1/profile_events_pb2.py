@@ -24,23 +24,45 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&parlay/profile/v1/profile_events.proto\x12\x11parlay.profile.v1\"F\n\x08Identity\x12\x0f\n\x07\x63hannel\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x18\n\x10normalized_phone\x18\x03 \x01(\t\"N\n\x08\x45vidence\x12\x0c\n\x04rule\x18\x01 \x01(\t\x12\x17\n\x0fsource_event_id\x18\x02 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x03 \x01(\t\x12\x0c\n\x04note\x18\x04 \x01(\t\"<\n\x0f\x43ustomerCreated\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\"\x83\x01\n\x0eIdentityLinked\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12-\n\x08identity\x18\x02 \x01(\x0b\x32\x1b.parlay.profile.v1.Identity\x12-\n\x08\x65vidence\x18\x03 \x01(\x0b\x32\x1b.parlay.profile.v1.Evidence\"?\n\x12\x44isplayNameChanged\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\"P\n\x0c\x43ustomerSeen\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x02 \x01(\t\x12\x1a\n\x12\x63hannel_account_id\x18\x03 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&parlay/profile/v1/profile_events.proto\x12\x11parlay.profile.v1\"U\n\x08Identity\x12\x0f\n\x07\x63hannel\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x18\n\x10normalized_phone\x18\x03 \x01(\t\x12\r\n\x05\x65mail\x18\x04 \x01(\t\"N\n\x08\x45vidence\x12\x0c\n\x04rule\x18\x01 \x01(\t\x12\x17\n\x0fsource_event_id\x18\x02 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x03 \x01(\t\x12\x0c\n\x04note\x18\x04 \x01(\t\"Y\n\x0f\x43ustomerCreated\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x1b\n\x13\x64isplay_name_source\x18\x03 \x01(\t\"\x83\x01\n\x0eIdentityLinked\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12-\n\x08identity\x18\x02 \x01(\x0b\x32\x1b.parlay.profile.v1.Identity\x12-\n\x08\x65vidence\x18\x03 \x01(\x0b\x32\x1b.parlay.profile.v1.Evidence\"\x85\x01\n\x10IdentityUnlinked\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12-\n\x08identity\x18\x02 \x01(\x0b\x32\x1b.parlay.profile.v1.Identity\x12-\n\x08\x65vidence\x18\x03 \x01(\x0b\x32\x1b.parlay.profile.v1.Evidence\"\\\n\x12\x44isplayNameChanged\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x1b\n\x13\x64isplay_name_source\x18\x03 \x01(\t\"P\n\x0c\x43ustomerSeen\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x02 \x01(\t\x12\x1a\n\x12\x63hannel_account_id\x18\x03 \x01(\t\"\x9b\x01\n\x0eProfilesMerged\x12\x10\n\x08merge_id\x18\x01 \x01(\t\x12\x1c\n\x14survivor_customer_id\x18\x02 \x01(\t\x12\x1a\n\x12merged_customer_id\x18\x03 \x01(\t\x12-\n\x08\x65vidence\x18\x04 \x01(\x0b\x32\x1b.parlay.profile.v1.Evidence\x12\x0e\n\x06reason\x18\x05 \x01(\t\"Y\n\x12\x43ustomerMergedInto\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12\x1c\n\x14survivor_customer_id\x18\x02 \x01(\t\x12\x10\n\x08merge_id\x18\x03 \x01(\t\"\x9d\x01\n\x10ProfilesUnmerged\x12\x10\n\x08merge_id\x18\x01 \x01(\t\x12\x1c\n\x14survivor_customer_id\x18\x02 \x01(\t\x12\x1a\n\x12merged_customer_id\x18\x03 \x01(\t\x12-\n\x08\x65vidence\x18\x04 \x01(\x0b\x32\x1b.parlay.profile.v1.Evidence\x12\x0e\n\x06reason\x18\x05 \x01(\t\"[\n\x14\x43ustomerUnmergedFrom\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12\x1c\n\x14survivor_customer_id\x18\x02 \x01(\t\x12\x10\n\x08merge_id\x18\x03 \x01(\t\"\xc6\x01\n\x0e\x43onsentChanged\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x02 \x01(\t\x12\x0f\n\x07purpose\x18\x03 \x01(\t\x12\x0f\n\x07granted\x18\x04 \x01(\x08\x12\x0e\n\x06source\x18\x05 \x01(\t\x12-\n\x08\x65vidence\x18\x06 \x01(\x0b\x32\x1b.parlay.profile.v1.Evidence\x12-\n\x08identity\x18\x07 \x01(\x0b\x32\x1b.parlay.profile.v1.Identity\"\xcc\x02\n\x0f\x43ustomerUpdated\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12\x19\n\x0c\x64isplay_name\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x13\n\x06locale\x18\x03 \x01(\tH\x01\x88\x01\x01\x12M\n\x0eset_attributes\x18\x04 \x03(\x0b\x32\x35.parlay.profile.v1.CustomerUpdated.SetAttributesEntry\x12\x1a\n\x12removed_attributes\x18\x05 \x03(\t\x12\x12\n\nadded_tags\x18\x06 \x03(\t\x12\x14\n\x0cremoved_tags\x18\x07 \x03(\t\x12\r\n\x05\x61\x63tor\x18\x08 \x01(\t\x1a\x34\n\x12SetAttributesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x0f\n\r_display_nameB\t\n\x07_locale\"z\n\x0eLocationShared\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x02 \x01(\t\x12\x10\n\x08latitude\x18\x03 \x01(\x01\x12\x11\n\tlongitude\x18\x04 \x01(\x01\x12\x0c\n\x04name\x18\x05 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x06 \x01(\t\"\x88\x01\n\x10PurchaseRecorded\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x10\n\x08\x63urrency\x18\x04 \x01(\t\x12\x14\n\x0c\x61mount_minor\x18\x05 \x01(\x03\x12\x17\n\x0fsource_event_id\x18\x06 \x01(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'parlay.profile.v1.profile_events_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_CUSTOMERUPDATED_SETATTRIBUTESENTRY']._loaded_options = None
+  _globals['_CUSTOMERUPDATED_SETATTRIBUTESENTRY']._serialized_options = b'8\001'
   _globals['_IDENTITY']._serialized_start=61
-  _globals['_IDENTITY']._serialized_end=131
-  _globals['_EVIDENCE']._serialized_start=133
-  _globals['_EVIDENCE']._serialized_end=211
-  _globals['_CUSTOMERCREATED']._serialized_start=213
-  _globals['_CUSTOMERCREATED']._serialized_end=273
-  _globals['_IDENTITYLINKED']._serialized_start=276
-  _globals['_IDENTITYLINKED']._serialized_end=407
-  _globals['_DISPLAYNAMECHANGED']._serialized_start=409
-  _globals['_DISPLAYNAMECHANGED']._serialized_end=472
-  _globals['_CUSTOMERSEEN']._serialized_start=474
-  _globals['_CUSTOMERSEEN']._serialized_end=554
+  _globals['_IDENTITY']._serialized_end=146
+  _globals['_EVIDENCE']._serialized_start=148
+  _globals['_EVIDENCE']._serialized_end=226
+  _globals['_CUSTOMERCREATED']._serialized_start=228
+  _globals['_CUSTOMERCREATED']._serialized_end=317
+  _globals['_IDENTITYLINKED']._serialized_start=320
+  _globals['_IDENTITYLINKED']._serialized_end=451
+  _globals['_IDENTITYUNLINKED']._serialized_start=454
+  _globals['_IDENTITYUNLINKED']._serialized_end=587
+  _globals['_DISPLAYNAMECHANGED']._serialized_start=589
+  _globals['_DISPLAYNAMECHANGED']._serialized_end=681
+  _globals['_CUSTOMERSEEN']._serialized_start=683
+  _globals['_CUSTOMERSEEN']._serialized_end=763
+  _globals['_PROFILESMERGED']._serialized_start=766
+  _globals['_PROFILESMERGED']._serialized_end=921
+  _globals['_CUSTOMERMERGEDINTO']._serialized_start=923
+  _globals['_CUSTOMERMERGEDINTO']._serialized_end=1012
+  _globals['_PROFILESUNMERGED']._serialized_start=1015
+  _globals['_PROFILESUNMERGED']._serialized_end=1172
+  _globals['_CUSTOMERUNMERGEDFROM']._serialized_start=1174
+  _globals['_CUSTOMERUNMERGEDFROM']._serialized_end=1265
+  _globals['_CONSENTCHANGED']._serialized_start=1268
+  _globals['_CONSENTCHANGED']._serialized_end=1466
+  _globals['_CUSTOMERUPDATED']._serialized_start=1469
+  _globals['_CUSTOMERUPDATED']._serialized_end=1801
+  _globals['_CUSTOMERUPDATED_SETATTRIBUTESENTRY']._serialized_start=1721
+  _globals['_CUSTOMERUPDATED_SETATTRIBUTESENTRY']._serialized_end=1773
+  _globals['_LOCATIONSHARED']._serialized_start=1803
+  _globals['_LOCATIONSHARED']._serialized_end=1925
+  _globals['_PURCHASERECORDED']._serialized_start=1928
+  _globals['_PURCHASERECORDED']._serialized_end=2064
 # @@protoc_insertion_point(module_scope)

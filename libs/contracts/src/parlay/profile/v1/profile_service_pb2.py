@@ -23,26 +23,91 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from parlay.envelope.v1 import envelope_pb2 as parlay_dot_envelope_dot_v1_dot_envelope__pb2
 from parlay.profile.v1 import profile_events_pb2 as parlay_dot_profile_dot_v1_dot_profile__events__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'parlay/profile/v1/profile_service.proto\x12\x11parlay.profile.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a&parlay/profile/v1/profile_events.proto\"\xea\x01\n\x08\x43ustomer\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\x12/\n\nidentities\x18\x04 \x03(\x0b\x32\x1b.parlay.profile.v1.Identity\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07version\x18\x07 \x01(\x03\"A\n\x1d\x46indCustomerByIdentityRequest\x12\x0f\n\x07\x63hannel\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\"O\n\x1e\x46indCustomerByIdentityResponse\x12-\n\x08\x63ustomer\x18\x01 \x01(\x0b\x32\x1b.parlay.profile.v1.Customer\")\n\x12GetCustomerRequest\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\"D\n\x13GetCustomerResponse\x12-\n\x08\x63ustomer\x18\x01 \x01(\x0b\x32\x1b.parlay.profile.v1.Customer2\xed\x01\n\x0eProfileService\x12}\n\x16\x46indCustomerByIdentity\x12\x30.parlay.profile.v1.FindCustomerByIdentityRequest\x1a\x31.parlay.profile.v1.FindCustomerByIdentityResponse\x12\\\n\x0bGetCustomer\x12%.parlay.profile.v1.GetCustomerRequest\x1a&.parlay.profile.v1.GetCustomerResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'parlay/profile/v1/profile_service.proto\x12\x11parlay.profile.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a!parlay/envelope/v1/envelope.proto\x1a&parlay/profile/v1/profile_events.proto\"\xb0\x01\n\x0cIdentityLink\x12-\n\x08identity\x18\x01 \x01(\x0b\x32\x1b.parlay.profile.v1.Identity\x12-\n\x08\x65vidence\x18\x02 \x01(\x0b\x32\x1b.parlay.profile.v1.Evidence\x12-\n\tlinked_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x63ustomer_id\x18\x04 \x01(\t\"\xef\x01\n\x07\x43onsent\x12\x0f\n\x07\x63hannel\x18\x01 \x01(\t\x12\x0f\n\x07purpose\x18\x02 \x01(\t\x12\x0f\n\x07granted\x18\x03 \x01(\x08\x12\x0e\n\x06source\x18\x04 \x01(\t\x12-\n\x08\x65vidence\x18\x05 \x01(\x0b\x32\x1b.parlay.profile.v1.Evidence\x12.\n\nchanged_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x63ustomer_id\x18\x07 \x01(\t\x12-\n\x08identity\x18\x08 \x01(\x0b\x32\x1b.parlay.profile.v1.Identity\"p\n\x0f\x43hannelActivity\x12\x0f\n\x07\x63hannel\x18\x01 \x01(\t\x12\x1a\n\x12\x63hannel_account_id\x18\x02 \x01(\t\x12\x30\n\x0clast_seen_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x94\x01\n\x0eSharedLocation\x12\x0f\n\x07\x63hannel\x18\x01 \x01(\t\x12\x10\n\x08latitude\x18\x02 \x01(\x01\x12\x11\n\tlongitude\x18\x03 \x01(\x01\x12\x0c\n\x04name\x18\x04 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x05 \x01(\t\x12-\n\tshared_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"4\n\nMoneyTotal\x12\x10\n\x08\x63urrency\x18\x01 \x01(\t\x12\x14\n\x0c\x61mount_minor\x18\x02 \x01(\x03\"]\n\x0fPurchaseSummary\x12\x13\n\x0border_count\x18\x01 \x01(\x03\x12\x35\n\x0elifetime_value\x18\x02 \x03(\x0b\x32\x1d.parlay.profile.v1.MoneyTotal\"7\n\x0eMergedCustomer\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12\x10\n\x08merge_id\x18\x02 \x01(\t\"\xc7\x05\n\x08\x43ustomer\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\x12/\n\nidentities\x18\x04 \x03(\x0b\x32\x1b.parlay.profile.v1.Identity\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07version\x18\x07 \x01(\x03\x12\x0e\n\x06locale\x18\x08 \x01(\t\x12?\n\nattributes\x18\t \x03(\x0b\x32+.parlay.profile.v1.Customer.AttributesEntry\x12\x0c\n\x04tags\x18\n \x03(\t\x12\x37\n\x0eidentity_links\x18\x0b \x03(\x0b\x32\x1f.parlay.profile.v1.IdentityLink\x12,\n\x08\x63onsents\x18\x0c \x03(\x0b\x32\x1a.parlay.profile.v1.Consent\x12\x34\n\x08\x63hannels\x18\r \x03(\x0b\x32\".parlay.profile.v1.ChannelActivity\x12\x38\n\rlast_location\x18\x0e \x01(\x0b\x32!.parlay.profile.v1.SharedLocation\x12\x35\n\tpurchases\x18\x0f \x01(\x0b\x32\".parlay.profile.v1.PurchaseSummary\x12;\n\x10merged_customers\x18\x10 \x03(\x0b\x32!.parlay.profile.v1.MergedCustomer\x1a\x31\n\x0f\x41ttributesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"A\n\x1d\x46indCustomerByIdentityRequest\x12\x0f\n\x07\x63hannel\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\"O\n\x1e\x46indCustomerByIdentityResponse\x12-\n\x08\x63ustomer\x18\x01 \x01(\x0b\x32\x1b.parlay.profile.v1.Customer\")\n\x12GetCustomerRequest\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\"\x85\x01\n\x13GetCustomerResponse\x12-\n\x08\x63ustomer\x18\x01 \x01(\x0b\x32\x1b.parlay.profile.v1.Customer\x12\x0e\n\x06merged\x18\x02 \x01(\x08\x12\x1d\n\x15requested_customer_id\x18\x03 \x01(\t\x12\x10\n\x08merge_id\x18\x04 \x01(\t\"\x7f\n\x16SearchCustomersRequest\x12\r\n\x05phone\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x13\n\x0bname_prefix\x18\x03 \x01(\t\x12\x0b\n\x03tag\x18\x04 \x01(\t\x12\x11\n\tpage_size\x18\x05 \x01(\x05\x12\x12\n\npage_token\x18\x06 \x01(\t\"b\n\x17SearchCustomersResponse\x12.\n\tcustomers\x18\x01 \x03(\x0b\x32\x1b.parlay.profile.v1.Customer\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"p\n\x15MergeCustomersRequest\x12\x1c\n\x14survivor_customer_id\x18\x01 \x01(\t\x12\x1a\n\x12merged_customer_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x04 \x01(\t\"Y\n\x16MergeCustomersResponse\x12\x10\n\x08merge_id\x18\x01 \x01(\t\x12-\n\x08\x63ustomer\x18\x02 \x01(\x0b\x32\x1b.parlay.profile.v1.Customer\"J\n\x17UnmergeCustomersRequest\x12\x10\n\x08merge_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x03 \x01(\t\"x\n\x18UnmergeCustomersResponse\x12-\n\x08survivor\x18\x01 \x01(\x0b\x32\x1b.parlay.profile.v1.Customer\x12-\n\x08restored\x18\x02 \x01(\x0b\x32\x1b.parlay.profile.v1.Customer\"x\n\x13LinkIdentityRequest\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x02 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\x12\x0c\n\x04note\x18\x04 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x05 \x01(\t\x12\r\n\x05phone\x18\x06 \x01(\t\"E\n\x14LinkIdentityResponse\x12-\n\x08\x63ustomer\x18\x01 \x01(\x0b\x32\x1b.parlay.profile.v1.Customer\"k\n\x15UnlinkIdentityRequest\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x02 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\x12\x0c\n\x04note\x18\x04 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x05 \x01(\t\"G\n\x16UnlinkIdentityResponse\x12-\n\x08\x63ustomer\x18\x01 \x01(\x0b\x32\x1b.parlay.profile.v1.Customer\"\xee\x02\n\x15UpdateCustomerRequest\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12\x18\n\x10\x65xpected_version\x18\x02 \x01(\x03\x12\x19\n\x0c\x64isplay_name\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x13\n\x06locale\x18\x04 \x01(\tH\x01\x88\x01\x01\x12S\n\x0eset_attributes\x18\x05 \x03(\x0b\x32;.parlay.profile.v1.UpdateCustomerRequest.SetAttributesEntry\x12\x19\n\x11remove_attributes\x18\x06 \x03(\t\x12\x10\n\x08\x61\x64\x64_tags\x18\x07 \x03(\t\x12\x13\n\x0bremove_tags\x18\x08 \x03(\t\x12\r\n\x05\x61\x63tor\x18\t \x01(\t\x1a\x34\n\x12SetAttributesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x0f\n\r_display_nameB\t\n\x07_locale\"G\n\x16UpdateCustomerResponse\x12-\n\x08\x63ustomer\x18\x01 \x01(\x0b\x32\x1b.parlay.profile.v1.Customer\"y\n\x11SetConsentRequest\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x02 \x01(\t\x12\x0f\n\x07purpose\x18\x03 \x01(\t\x12\x0f\n\x07granted\x18\x04 \x01(\x08\x12\r\n\x05proof\x18\x05 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x06 \x01(\t\"A\n\x12SetConsentResponse\x12+\n\x07\x63onsent\x18\x01 \x01(\x0b\x32\x1a.parlay.profile.v1.Consent\"J\n\x11\x43\x61nContactRequest\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x02 \x01(\t\x12\x0f\n\x07purpose\x18\x03 \x01(\t\"w\n\x12\x43\x61nContactResponse\x12\x0f\n\x07\x61llowed\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12+\n\x07\x63onsent\x18\x03 \x01(\x0b\x32\x1a.parlay.profile.v1.Consent\x12\x13\n\x0b\x63ustomer_id\x18\x04 \x01(\t\"W\n\x19GetCustomerHistoryRequest\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"L\n\x0cHistoryEntry\x12+\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x1c.parlay.envelope.v1.Envelope\x12\x0f\n\x07summary\x18\x02 \x01(\t\"g\n\x1aGetCustomerHistoryResponse\x12\x30\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x1f.parlay.profile.v1.HistoryEntry\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"X\n\x16GetCustomerAsOfRequest\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12)\n\x05\x61s_of\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x89\x01\n\x17GetCustomerAsOfResponse\x12-\n\x08\x63ustomer\x18\x01 \x01(\x0b\x32\x1b.parlay.profile.v1.Customer\x12\x0e\n\x06merged\x18\x02 \x01(\x08\x12\x1d\n\x15requested_customer_id\x18\x03 \x01(\t\x12\x10\n\x08merge_id\x18\x04 \x01(\t2\xed\t\n\x0eProfileService\x12}\n\x16\x46indCustomerByIdentity\x12\x30.parlay.profile.v1.FindCustomerByIdentityRequest\x1a\x31.parlay.profile.v1.FindCustomerByIdentityResponse\x12\\\n\x0bGetCustomer\x12%.parlay.profile.v1.GetCustomerRequest\x1a&.parlay.profile.v1.GetCustomerResponse\x12h\n\x0fSearchCustomers\x12).parlay.profile.v1.SearchCustomersRequest\x1a*.parlay.profile.v1.SearchCustomersResponse\x12\x65\n\x0eMergeCustomers\x12(.parlay.profile.v1.MergeCustomersRequest\x1a).parlay.profile.v1.MergeCustomersResponse\x12k\n\x10UnmergeCustomers\x12*.parlay.profile.v1.UnmergeCustomersRequest\x1a+.parlay.profile.v1.UnmergeCustomersResponse\x12_\n\x0cLinkIdentity\x12&.parlay.profile.v1.LinkIdentityRequest\x1a\'.parlay.profile.v1.LinkIdentityResponse\x12\x65\n\x0eUnlinkIdentity\x12(.parlay.profile.v1.UnlinkIdentityRequest\x1a).parlay.profile.v1.UnlinkIdentityResponse\x12\x65\n\x0eUpdateCustomer\x12(.parlay.profile.v1.UpdateCustomerRequest\x1a).parlay.profile.v1.UpdateCustomerResponse\x12Y\n\nSetConsent\x12$.parlay.profile.v1.SetConsentRequest\x1a%.parlay.profile.v1.SetConsentResponse\x12Y\n\nCanContact\x12$.parlay.profile.v1.CanContactRequest\x1a%.parlay.profile.v1.CanContactResponse\x12q\n\x12GetCustomerHistory\x12,.parlay.profile.v1.GetCustomerHistoryRequest\x1a-.parlay.profile.v1.GetCustomerHistoryResponse\x12h\n\x0fGetCustomerAsOf\x12).parlay.profile.v1.GetCustomerAsOfRequest\x1a*.parlay.profile.v1.GetCustomerAsOfResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'parlay.profile.v1.profile_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CUSTOMER']._serialized_start=136
-  _globals['_CUSTOMER']._serialized_end=370
-  _globals['_FINDCUSTOMERBYIDENTITYREQUEST']._serialized_start=372
-  _globals['_FINDCUSTOMERBYIDENTITYREQUEST']._serialized_end=437
-  _globals['_FINDCUSTOMERBYIDENTITYRESPONSE']._serialized_start=439
-  _globals['_FINDCUSTOMERBYIDENTITYRESPONSE']._serialized_end=518
-  _globals['_GETCUSTOMERREQUEST']._serialized_start=520
-  _globals['_GETCUSTOMERREQUEST']._serialized_end=561
-  _globals['_GETCUSTOMERRESPONSE']._serialized_start=563
-  _globals['_GETCUSTOMERRESPONSE']._serialized_end=631
-  _globals['_PROFILESERVICE']._serialized_start=634
-  _globals['_PROFILESERVICE']._serialized_end=871
+  _globals['_CUSTOMER_ATTRIBUTESENTRY']._loaded_options = None
+  _globals['_CUSTOMER_ATTRIBUTESENTRY']._serialized_options = b'8\001'
+  _globals['_UPDATECUSTOMERREQUEST_SETATTRIBUTESENTRY']._loaded_options = None
+  _globals['_UPDATECUSTOMERREQUEST_SETATTRIBUTESENTRY']._serialized_options = b'8\001'
+  _globals['_IDENTITYLINK']._serialized_start=171
+  _globals['_IDENTITYLINK']._serialized_end=347
+  _globals['_CONSENT']._serialized_start=350
+  _globals['_CONSENT']._serialized_end=589
+  _globals['_CHANNELACTIVITY']._serialized_start=591
+  _globals['_CHANNELACTIVITY']._serialized_end=703
+  _globals['_SHAREDLOCATION']._serialized_start=706
+  _globals['_SHAREDLOCATION']._serialized_end=854
+  _globals['_MONEYTOTAL']._serialized_start=856
+  _globals['_MONEYTOTAL']._serialized_end=908
+  _globals['_PURCHASESUMMARY']._serialized_start=910
+  _globals['_PURCHASESUMMARY']._serialized_end=1003
+  _globals['_MERGEDCUSTOMER']._serialized_start=1005
+  _globals['_MERGEDCUSTOMER']._serialized_end=1060
+  _globals['_CUSTOMER']._serialized_start=1063
+  _globals['_CUSTOMER']._serialized_end=1774
+  _globals['_CUSTOMER_ATTRIBUTESENTRY']._serialized_start=1725
+  _globals['_CUSTOMER_ATTRIBUTESENTRY']._serialized_end=1774
+  _globals['_FINDCUSTOMERBYIDENTITYREQUEST']._serialized_start=1776
+  _globals['_FINDCUSTOMERBYIDENTITYREQUEST']._serialized_end=1841
+  _globals['_FINDCUSTOMERBYIDENTITYRESPONSE']._serialized_start=1843
+  _globals['_FINDCUSTOMERBYIDENTITYRESPONSE']._serialized_end=1922
+  _globals['_GETCUSTOMERREQUEST']._serialized_start=1924
+  _globals['_GETCUSTOMERREQUEST']._serialized_end=1965
+  _globals['_GETCUSTOMERRESPONSE']._serialized_start=1968
+  _globals['_GETCUSTOMERRESPONSE']._serialized_end=2101
+  _globals['_SEARCHCUSTOMERSREQUEST']._serialized_start=2103
+  _globals['_SEARCHCUSTOMERSREQUEST']._serialized_end=2230
+  _globals['_SEARCHCUSTOMERSRESPONSE']._serialized_start=2232
+  _globals['_SEARCHCUSTOMERSRESPONSE']._serialized_end=2330
+  _globals['_MERGECUSTOMERSREQUEST']._serialized_start=2332
+  _globals['_MERGECUSTOMERSREQUEST']._serialized_end=2444
+  _globals['_MERGECUSTOMERSRESPONSE']._serialized_start=2446
+  _globals['_MERGECUSTOMERSRESPONSE']._serialized_end=2535
+  _globals['_UNMERGECUSTOMERSREQUEST']._serialized_start=2537
+  _globals['_UNMERGECUSTOMERSREQUEST']._serialized_end=2611
+  _globals['_UNMERGECUSTOMERSRESPONSE']._serialized_start=2613
+  _globals['_UNMERGECUSTOMERSRESPONSE']._serialized_end=2733
+  _globals['_LINKIDENTITYREQUEST']._serialized_start=2735
+  _globals['_LINKIDENTITYREQUEST']._serialized_end=2855
+  _globals['_LINKIDENTITYRESPONSE']._serialized_start=2857
+  _globals['_LINKIDENTITYRESPONSE']._serialized_end=2926
+  _globals['_UNLINKIDENTITYREQUEST']._serialized_start=2928
+  _globals['_UNLINKIDENTITYREQUEST']._serialized_end=3035
+  _globals['_UNLINKIDENTITYRESPONSE']._serialized_start=3037
+  _globals['_UNLINKIDENTITYRESPONSE']._serialized_end=3108
+  _globals['_UPDATECUSTOMERREQUEST']._serialized_start=3111
+  _globals['_UPDATECUSTOMERREQUEST']._serialized_end=3477
+  _globals['_UPDATECUSTOMERREQUEST_SETATTRIBUTESENTRY']._serialized_start=3397
+  _globals['_UPDATECUSTOMERREQUEST_SETATTRIBUTESENTRY']._serialized_end=3449
+  _globals['_UPDATECUSTOMERRESPONSE']._serialized_start=3479
+  _globals['_UPDATECUSTOMERRESPONSE']._serialized_end=3550
+  _globals['_SETCONSENTREQUEST']._serialized_start=3552
+  _globals['_SETCONSENTREQUEST']._serialized_end=3673
+  _globals['_SETCONSENTRESPONSE']._serialized_start=3675
+  _globals['_SETCONSENTRESPONSE']._serialized_end=3740
+  _globals['_CANCONTACTREQUEST']._serialized_start=3742
+  _globals['_CANCONTACTREQUEST']._serialized_end=3816
+  _globals['_CANCONTACTRESPONSE']._serialized_start=3818
+  _globals['_CANCONTACTRESPONSE']._serialized_end=3937
+  _globals['_GETCUSTOMERHISTORYREQUEST']._serialized_start=3939
+  _globals['_GETCUSTOMERHISTORYREQUEST']._serialized_end=4026
+  _globals['_HISTORYENTRY']._serialized_start=4028
+  _globals['_HISTORYENTRY']._serialized_end=4104
+  _globals['_GETCUSTOMERHISTORYRESPONSE']._serialized_start=4106
+  _globals['_GETCUSTOMERHISTORYRESPONSE']._serialized_end=4209
+  _globals['_GETCUSTOMERASOFREQUEST']._serialized_start=4211
+  _globals['_GETCUSTOMERASOFREQUEST']._serialized_end=4299
+  _globals['_GETCUSTOMERASOFRESPONSE']._serialized_start=4302
+  _globals['_GETCUSTOMERASOFRESPONSE']._serialized_end=4439
+  _globals['_PROFILESERVICE']._serialized_start=4442
+  _globals['_PROFILESERVICE']._serialized_end=5703
 # @@protoc_insertion_point(module_scope)

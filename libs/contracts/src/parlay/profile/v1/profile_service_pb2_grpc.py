@@ -26,7 +26,9 @@ if _version_not_supported:
 
 
 class ProfileServiceStub:
-    """Missing associated documentation comment in .proto file."""
+    """ProfileService: one profile per customer across every channel. Every call is scoped to the
+    caller's tenant; another tenant's customers do not exist for it (NOT_FOUND).
+    """
 
     def __init__(self, channel):
         """Constructor.
@@ -44,19 +46,137 @@ class ProfileServiceStub:
                 request_serializer=parlay_dot_profile_dot_v1_dot_profile__service__pb2.GetCustomerRequest.SerializeToString,
                 response_deserializer=parlay_dot_profile_dot_v1_dot_profile__service__pb2.GetCustomerResponse.FromString,
                 _registered_method=True)
+        self.SearchCustomers = channel.unary_unary(
+                '/parlay.profile.v1.ProfileService/SearchCustomers',
+                request_serializer=parlay_dot_profile_dot_v1_dot_profile__service__pb2.SearchCustomersRequest.SerializeToString,
+                response_deserializer=parlay_dot_profile_dot_v1_dot_profile__service__pb2.SearchCustomersResponse.FromString,
+                _registered_method=True)
+        self.MergeCustomers = channel.unary_unary(
+                '/parlay.profile.v1.ProfileService/MergeCustomers',
+                request_serializer=parlay_dot_profile_dot_v1_dot_profile__service__pb2.MergeCustomersRequest.SerializeToString,
+                response_deserializer=parlay_dot_profile_dot_v1_dot_profile__service__pb2.MergeCustomersResponse.FromString,
+                _registered_method=True)
+        self.UnmergeCustomers = channel.unary_unary(
+                '/parlay.profile.v1.ProfileService/UnmergeCustomers',
+                request_serializer=parlay_dot_profile_dot_v1_dot_profile__service__pb2.UnmergeCustomersRequest.SerializeToString,
+                response_deserializer=parlay_dot_profile_dot_v1_dot_profile__service__pb2.UnmergeCustomersResponse.FromString,
+                _registered_method=True)
+        self.LinkIdentity = channel.unary_unary(
+                '/parlay.profile.v1.ProfileService/LinkIdentity',
+                request_serializer=parlay_dot_profile_dot_v1_dot_profile__service__pb2.LinkIdentityRequest.SerializeToString,
+                response_deserializer=parlay_dot_profile_dot_v1_dot_profile__service__pb2.LinkIdentityResponse.FromString,
+                _registered_method=True)
+        self.UnlinkIdentity = channel.unary_unary(
+                '/parlay.profile.v1.ProfileService/UnlinkIdentity',
+                request_serializer=parlay_dot_profile_dot_v1_dot_profile__service__pb2.UnlinkIdentityRequest.SerializeToString,
+                response_deserializer=parlay_dot_profile_dot_v1_dot_profile__service__pb2.UnlinkIdentityResponse.FromString,
+                _registered_method=True)
+        self.UpdateCustomer = channel.unary_unary(
+                '/parlay.profile.v1.ProfileService/UpdateCustomer',
+                request_serializer=parlay_dot_profile_dot_v1_dot_profile__service__pb2.UpdateCustomerRequest.SerializeToString,
+                response_deserializer=parlay_dot_profile_dot_v1_dot_profile__service__pb2.UpdateCustomerResponse.FromString,
+                _registered_method=True)
+        self.SetConsent = channel.unary_unary(
+                '/parlay.profile.v1.ProfileService/SetConsent',
+                request_serializer=parlay_dot_profile_dot_v1_dot_profile__service__pb2.SetConsentRequest.SerializeToString,
+                response_deserializer=parlay_dot_profile_dot_v1_dot_profile__service__pb2.SetConsentResponse.FromString,
+                _registered_method=True)
+        self.CanContact = channel.unary_unary(
+                '/parlay.profile.v1.ProfileService/CanContact',
+                request_serializer=parlay_dot_profile_dot_v1_dot_profile__service__pb2.CanContactRequest.SerializeToString,
+                response_deserializer=parlay_dot_profile_dot_v1_dot_profile__service__pb2.CanContactResponse.FromString,
+                _registered_method=True)
+        self.GetCustomerHistory = channel.unary_unary(
+                '/parlay.profile.v1.ProfileService/GetCustomerHistory',
+                request_serializer=parlay_dot_profile_dot_v1_dot_profile__service__pb2.GetCustomerHistoryRequest.SerializeToString,
+                response_deserializer=parlay_dot_profile_dot_v1_dot_profile__service__pb2.GetCustomerHistoryResponse.FromString,
+                _registered_method=True)
+        self.GetCustomerAsOf = channel.unary_unary(
+                '/parlay.profile.v1.ProfileService/GetCustomerAsOf',
+                request_serializer=parlay_dot_profile_dot_v1_dot_profile__service__pb2.GetCustomerAsOfRequest.SerializeToString,
+                response_deserializer=parlay_dot_profile_dot_v1_dot_profile__service__pb2.GetCustomerAsOfResponse.FromString,
+                _registered_method=True)
 
 
 class ProfileServiceServicer:
-    """Missing associated documentation comment in .proto file."""
+    """ProfileService: one profile per customer across every channel. Every call is scoped to the
+    caller's tenant; another tenant's customers do not exist for it (NOT_FOUND).
+    """
 
     def FindCustomerByIdentity(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """By (channel, address). channel "phone" / "email" searches the normalized phone number /
+        verified email across every channel.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetCustomer(self, request, context):
+        """A merged customer's id answers with the survivor (merged = true).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SearchCustomers(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def MergeCustomers(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UnmergeCustomers(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def LinkIdentity(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UnlinkIdentity(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateCustomer(self, request, context):
+        """Attributes, tags, locale (and display name); expected_version -> ABORTED on conflict.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetConsent(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CanContact(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetCustomerHistory(self, request, context):
+        """The customer's own event timeline, oldest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetCustomerAsOf(self, request, context):
+        """The profile as the log recorded it at an instant (events recorded at or before as_of).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -74,6 +194,56 @@ def add_ProfileServiceServicer_to_server(servicer, server):
                     request_deserializer=parlay_dot_profile_dot_v1_dot_profile__service__pb2.GetCustomerRequest.FromString,
                     response_serializer=parlay_dot_profile_dot_v1_dot_profile__service__pb2.GetCustomerResponse.SerializeToString,
             ),
+            'SearchCustomers': grpc.unary_unary_rpc_method_handler(
+                    servicer.SearchCustomers,
+                    request_deserializer=parlay_dot_profile_dot_v1_dot_profile__service__pb2.SearchCustomersRequest.FromString,
+                    response_serializer=parlay_dot_profile_dot_v1_dot_profile__service__pb2.SearchCustomersResponse.SerializeToString,
+            ),
+            'MergeCustomers': grpc.unary_unary_rpc_method_handler(
+                    servicer.MergeCustomers,
+                    request_deserializer=parlay_dot_profile_dot_v1_dot_profile__service__pb2.MergeCustomersRequest.FromString,
+                    response_serializer=parlay_dot_profile_dot_v1_dot_profile__service__pb2.MergeCustomersResponse.SerializeToString,
+            ),
+            'UnmergeCustomers': grpc.unary_unary_rpc_method_handler(
+                    servicer.UnmergeCustomers,
+                    request_deserializer=parlay_dot_profile_dot_v1_dot_profile__service__pb2.UnmergeCustomersRequest.FromString,
+                    response_serializer=parlay_dot_profile_dot_v1_dot_profile__service__pb2.UnmergeCustomersResponse.SerializeToString,
+            ),
+            'LinkIdentity': grpc.unary_unary_rpc_method_handler(
+                    servicer.LinkIdentity,
+                    request_deserializer=parlay_dot_profile_dot_v1_dot_profile__service__pb2.LinkIdentityRequest.FromString,
+                    response_serializer=parlay_dot_profile_dot_v1_dot_profile__service__pb2.LinkIdentityResponse.SerializeToString,
+            ),
+            'UnlinkIdentity': grpc.unary_unary_rpc_method_handler(
+                    servicer.UnlinkIdentity,
+                    request_deserializer=parlay_dot_profile_dot_v1_dot_profile__service__pb2.UnlinkIdentityRequest.FromString,
+                    response_serializer=parlay_dot_profile_dot_v1_dot_profile__service__pb2.UnlinkIdentityResponse.SerializeToString,
+            ),
+            'UpdateCustomer': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateCustomer,
+                    request_deserializer=parlay_dot_profile_dot_v1_dot_profile__service__pb2.UpdateCustomerRequest.FromString,
+                    response_serializer=parlay_dot_profile_dot_v1_dot_profile__service__pb2.UpdateCustomerResponse.SerializeToString,
+            ),
+            'SetConsent': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetConsent,
+                    request_deserializer=parlay_dot_profile_dot_v1_dot_profile__service__pb2.SetConsentRequest.FromString,
+                    response_serializer=parlay_dot_profile_dot_v1_dot_profile__service__pb2.SetConsentResponse.SerializeToString,
+            ),
+            'CanContact': grpc.unary_unary_rpc_method_handler(
+                    servicer.CanContact,
+                    request_deserializer=parlay_dot_profile_dot_v1_dot_profile__service__pb2.CanContactRequest.FromString,
+                    response_serializer=parlay_dot_profile_dot_v1_dot_profile__service__pb2.CanContactResponse.SerializeToString,
+            ),
+            'GetCustomerHistory': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCustomerHistory,
+                    request_deserializer=parlay_dot_profile_dot_v1_dot_profile__service__pb2.GetCustomerHistoryRequest.FromString,
+                    response_serializer=parlay_dot_profile_dot_v1_dot_profile__service__pb2.GetCustomerHistoryResponse.SerializeToString,
+            ),
+            'GetCustomerAsOf': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCustomerAsOf,
+                    request_deserializer=parlay_dot_profile_dot_v1_dot_profile__service__pb2.GetCustomerAsOfRequest.FromString,
+                    response_serializer=parlay_dot_profile_dot_v1_dot_profile__service__pb2.GetCustomerAsOfResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'parlay.profile.v1.ProfileService', rpc_method_handlers)
@@ -83,7 +253,9 @@ def add_ProfileServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class ProfileService:
-    """Missing associated documentation comment in .proto file."""
+    """ProfileService: one profile per customer across every channel. Every call is scoped to the
+    caller's tenant; another tenant's customers do not exist for it (NOT_FOUND).
+    """
 
     @staticmethod
     def FindCustomerByIdentity(request,
@@ -129,6 +301,276 @@ class ProfileService:
             '/parlay.profile.v1.ProfileService/GetCustomer',
             parlay_dot_profile_dot_v1_dot_profile__service__pb2.GetCustomerRequest.SerializeToString,
             parlay_dot_profile_dot_v1_dot_profile__service__pb2.GetCustomerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SearchCustomers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/parlay.profile.v1.ProfileService/SearchCustomers',
+            parlay_dot_profile_dot_v1_dot_profile__service__pb2.SearchCustomersRequest.SerializeToString,
+            parlay_dot_profile_dot_v1_dot_profile__service__pb2.SearchCustomersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MergeCustomers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/parlay.profile.v1.ProfileService/MergeCustomers',
+            parlay_dot_profile_dot_v1_dot_profile__service__pb2.MergeCustomersRequest.SerializeToString,
+            parlay_dot_profile_dot_v1_dot_profile__service__pb2.MergeCustomersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UnmergeCustomers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/parlay.profile.v1.ProfileService/UnmergeCustomers',
+            parlay_dot_profile_dot_v1_dot_profile__service__pb2.UnmergeCustomersRequest.SerializeToString,
+            parlay_dot_profile_dot_v1_dot_profile__service__pb2.UnmergeCustomersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LinkIdentity(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/parlay.profile.v1.ProfileService/LinkIdentity',
+            parlay_dot_profile_dot_v1_dot_profile__service__pb2.LinkIdentityRequest.SerializeToString,
+            parlay_dot_profile_dot_v1_dot_profile__service__pb2.LinkIdentityResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UnlinkIdentity(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/parlay.profile.v1.ProfileService/UnlinkIdentity',
+            parlay_dot_profile_dot_v1_dot_profile__service__pb2.UnlinkIdentityRequest.SerializeToString,
+            parlay_dot_profile_dot_v1_dot_profile__service__pb2.UnlinkIdentityResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateCustomer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/parlay.profile.v1.ProfileService/UpdateCustomer',
+            parlay_dot_profile_dot_v1_dot_profile__service__pb2.UpdateCustomerRequest.SerializeToString,
+            parlay_dot_profile_dot_v1_dot_profile__service__pb2.UpdateCustomerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetConsent(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/parlay.profile.v1.ProfileService/SetConsent',
+            parlay_dot_profile_dot_v1_dot_profile__service__pb2.SetConsentRequest.SerializeToString,
+            parlay_dot_profile_dot_v1_dot_profile__service__pb2.SetConsentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CanContact(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/parlay.profile.v1.ProfileService/CanContact',
+            parlay_dot_profile_dot_v1_dot_profile__service__pb2.CanContactRequest.SerializeToString,
+            parlay_dot_profile_dot_v1_dot_profile__service__pb2.CanContactResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCustomerHistory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/parlay.profile.v1.ProfileService/GetCustomerHistory',
+            parlay_dot_profile_dot_v1_dot_profile__service__pb2.GetCustomerHistoryRequest.SerializeToString,
+            parlay_dot_profile_dot_v1_dot_profile__service__pb2.GetCustomerHistoryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCustomerAsOf(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/parlay.profile.v1.ProfileService/GetCustomerAsOf',
+            parlay_dot_profile_dot_v1_dot_profile__service__pb2.GetCustomerAsOfRequest.SerializeToString,
+            parlay_dot_profile_dot_v1_dot_profile__service__pb2.GetCustomerAsOfResponse.FromString,
             options,
             channel_credentials,
             insecure,
