@@ -36,7 +36,7 @@ class ServiceRuntime:
         self.relay: OutboxRelay | None = None
         self.projectors: list[Projector] = []
         self._grpc: list[tuple[Callable[[Any, Any], None], Any, str]] = []
-        self._tasks: list[tuple[str, Task]] = []
+        self._tasks: list[tuple[str, str, Task]] = []
         self._grpc_server: Any = None
         self._running: list[asyncio.Task[None]] = []
 
@@ -77,9 +77,10 @@ class ServiceRuntime:
     ) -> None:
         self._grpc.append((add_to_server, servicer, service_name))
 
-    def add_task(self, name: str, task: Task) -> None:
-        """A long-running coroutine (e.g. the HTTP server) that stops when the event is set."""
-        self._tasks.append((name, task))
+    def add_task(self, name: str, task: Task, *, role: str = "http") -> None:
+        """A long-running coroutine (e.g. the HTTP server) that stops when the event is set.
+        It runs when the process's roles include `role`."""
+        self._tasks.append((name, role, task))
 
     # ------------------------------------------------------------ running
 
@@ -91,12 +92,15 @@ class ServiceRuntime:
             self.settings.kafka,
             name=f"{self.schema}-outbox",
         )
-        self._spawn("relay", self.relay.run)
-        for projector in self.projectors:
-            self._spawn(f"projector:{projector.name}", projector.run)
-        for name, task in self._tasks:
-            self._spawn(name, task)
-        if self._grpc:
+        if self.settings.runs("relay"):
+            self._spawn("relay", self.relay.run)
+        if self.settings.runs("projectors"):
+            for projector in self.projectors:
+                self._spawn(f"projector:{projector.name}", projector.run)
+        for name, role, task in self._tasks:
+            if self.settings.runs(role):
+                self._spawn(name, task)
+        if self._grpc and self.settings.runs("grpc"):
             from parlay_kit.grpc_server import TlsConfig, build_server
             from parlay_kit.tenancy import ApiKeyResolver
 

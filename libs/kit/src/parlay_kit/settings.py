@@ -44,6 +44,10 @@ class ServiceSettings(BaseSettings):
     dev_mode: bool = False
     otlp_endpoint: str = ""
     log_level: str = "INFO"
+    #: What this process runs: any of grpc, http, relay, projectors (comma-separated) or "all".
+    #: Kubernetes runs the request tier (grpc,http,relay) and the projector tier (projectors)
+    #: as separate Deployments so each scales on its own signal.
+    roles: str = "all"
     #: A poison event is retried this many times before it goes to the dead-letter topic.
     max_event_attempts: int = 3
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
@@ -51,6 +55,10 @@ class ServiceSettings(BaseSettings):
     @property
     def store_schema(self) -> str:
         return self.db_schema or self.service_name
+
+    def runs(self, role: str) -> bool:
+        wanted = {r.strip() for r in self.roles.split(",") if r.strip()}
+        return "all" in wanted or role in wanted
 
     @property
     def tenancy_dsn(self) -> str:
