@@ -18,6 +18,7 @@ from parlay.conversation.v1 import conversation_service_pb2_grpc as conv_grpc
 from parlay.profile.v1 import profile_service_pb2 as profile_pb
 from parlay.profile.v1 import profile_service_pb2_grpc as profile_grpc
 from parlay_kit import envelope, topics
+from parlay_kit.kafka import log_end_offsets
 
 from .stack import ServiceStack
 from .whatsapp import account, signed_headers, status, text_message, webhook
@@ -231,7 +232,9 @@ async def read_topic(bootstrap: str, topic: str) -> list:
             partitions = consumer.partitions_for_topic(topic)
         tps = [TopicPartition(topic, p) for p in partitions]
         consumer.assign(tps)
-        end = await consumer.end_offsets(tps)
+        end = await log_end_offsets(consumer, tps)
+        for tp in tps:
+            consumer.seek(tp, 0)
         records = []
 
         async def behind() -> bool:

@@ -298,3 +298,23 @@ async def test_relay_republishes_everything_to_a_new_broker(
     stop.set()
     await task
     await pool.close()
+
+
+async def test_log_end_offsets_counts_every_record_of_the_last_batch(kafka_bootstrap, topic):
+    """Tansu reports the last batch's base offset + 1 as the end; we must not stop early."""
+    from aiokafka import TopicPartition
+
+    from parlay_kit.kafka import log_end_offsets
+
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, linger_ms=20)
+    await producer.start()
+    acks = [await producer.send(topic, b"v", key=b"same", partition=0) for _ in range(5)]
+    await asyncio.gather(*acks)
+    await producer.stop()
+    consumer = AIOKafkaConsumer(bootstrap_servers=kafka_bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    tps = [TopicPartition(topic, p) for p in range(3)]
+    consumer.assign(tps)
+    ends = await log_end_offsets(consumer, tps)
+    await consumer.stop()
+    assert ends == {tps[0]: 5, tps[1]: 0, tps[2]: 0}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aiokafka import AIOKafkaClient, AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaClient, AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.protocol.metadata import MetadataRequest
 
 from parlay_kit.settings import KafkaSettings
@@ -47,3 +47,32 @@ async def fetch_cluster_id(bootstrap: str) -> str:
         return str(response.to_object()["cluster_id"] or "")
     finally:
         await client.close()
+
+
+async def log_end_offsets(
+    consumer: AIOKafkaConsumer, partitions: list[TopicPartition], *, probe_timeout_ms: int = 500
+) -> dict[TopicPartition, int]:
+    """The offset after each partition's last record.
+
+    Tansu 0.6 (the local broker) answers ListOffsets(latest) with the base offset of the last
+    record batch + 1, not the offset after its last record, so a batch of three records reports
+    1. This reads from that point to find the real end; on Apache Kafka the reported value is
+    already right and the probe finds nothing more. The consumer must have `partitions`
+    assigned; their positions are left at the end.
+    """
+    reported = await consumer.end_offsets(partitions)
+    ends: dict[TopicPartition, int] = {}
+    for tp in partitions:
+        end = reported[tp]
+        if end == 0:
+            ends[tp] = 0
+            continue
+        consumer.seek(tp, end - 1)
+        while True:
+            batch = await consumer.getmany(tp, timeout_ms=probe_timeout_ms)
+            records = batch.get(tp, [])
+            if not records:
+                break
+            end = max(end, records[-1].offset + 1)
+        ends[tp] = end
+    return ends
