@@ -19,11 +19,12 @@ def check_identifier(name: str) -> str:
 
 
 async def create_pool(
-    dsn: str, schema: str, *, min_size: int = 1, max_size: int = 10
+    dsn: str, schema: str, *, min_size: int = 1, max_size: int = 10, password: str | None = None
 ) -> asyncpg.Pool:
     check_identifier(schema)
     pool = await asyncpg.create_pool(
         dsn,
+        password=password,
         min_size=min_size,
         max_size=max_size,
         server_settings={"search_path": f"{schema},public", "application_name": schema},

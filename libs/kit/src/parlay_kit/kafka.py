@@ -17,6 +17,7 @@ def make_producer(settings: KafkaSettings, client_id: str) -> AIOKafkaProducer:
         linger_ms=settings.linger_ms,
         max_batch_size=settings.max_batch_size,
         request_timeout_ms=settings.request_timeout_ms,
+        max_request_size=settings.max_request_size,
     )
 
 

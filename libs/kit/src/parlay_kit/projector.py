@@ -170,11 +170,23 @@ class Projector:
                 async with self._batch_lock:
                     with CONSUMER_BATCH_SECONDS.labels(self.name).time():
                         await self._process(records)
+                await self._report_offsets(consumer, records)
         finally:
             with contextlib.suppress(Exception):
                 await consumer.stop()
             with contextlib.suppress(Exception):
                 await self._dlq.stop()
+
+    async def _report_offsets(
+        self, consumer: AIOKafkaConsumer, records: list[ConsumerRecord]
+    ) -> None:
+        """Mirror the offsets just stored in Postgres into Kafka, best effort, never read back:
+        lag-based autoscalers (KEDA) and `kafka-consumer-groups` only see Kafka's offsets."""
+        offsets = {TopicPartition(t, p): o for (t, p), o in _next_offsets(records).items()}
+        try:
+            await consumer.commit(offsets)
+        except Exception as exc:  # a rebalance in between: the next batch reports again
+            log.debug("%s: offset report to Kafka skipped: %s", self.name, exc)
 
     # ---------------------------------------------------------------- batches
 

@@ -17,7 +17,7 @@ from parlay_kit.eventstore import EVENT_STORE_MIGRATIONS, EventStore, GroupCommi
 from parlay_kit.projector import Handler, Projector
 from parlay_kit.relay import OutboxRelay
 from parlay_kit.settings import ServiceSettings
-from parlay_kit.telemetry import setup_telemetry
+from parlay_kit.telemetry import setup_telemetry, start_metrics_server
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,12 @@ class ServiceRuntime:
         if self.pool is None:
             # Tracing first, so asyncpg, gRPC and FastAPI instrumentation see the provider.
             setup_telemetry(self.settings.service_name, self.settings.otlp_endpoint)
-            self.pool = await create_pool(self.settings.database_url, self.schema, max_size=10)
+            self.pool = await create_pool(
+                self.settings.database_url,
+                self.schema,
+                max_size=self.settings.db_pool_size,
+                password=self.settings.database_password(),
+            )
             async with self.pool.acquire() as conn:
                 applied = await migrate(conn, self.schema, self.migrations)
             if applied:
@@ -96,7 +101,10 @@ class ServiceRuntime:
             self._spawn("relay", self.relay.run)
         if self.settings.runs("projectors"):
             for projector in self.projectors:
-                self._spawn(f"projector:{projector.name}", projector.run)
+                if self.settings.runs_projector(projector.name):
+                    self._spawn(f"projector:{projector.name}", projector.run)
+        if self.settings.metrics_port:
+            start_metrics_server(self.settings.metrics_port, self.settings.metrics_host)
         for name, role, task in self._tasks:
             if self.settings.runs(role):
                 self._spawn(name, task)

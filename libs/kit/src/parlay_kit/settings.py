@@ -18,6 +18,8 @@ class KafkaSettings(BaseSettings):
     linger_ms: int = 1
     max_batch_size: int = 1_048_576
     request_timeout_ms: int = 30_000
+    #: A 1 MiB webhook plus its envelope exceeds aiokafka's 1 MiB default (topics allow 2 MiB).
+    max_request_size: int = 2_097_152
     # Consumer
     fetch_max_wait_ms: int = 20
     max_poll_records: int = 2_000
@@ -30,6 +32,9 @@ class ServiceSettings(BaseSettings):
 
     service_name: str = "parlay"
     database_url: str = "postgresql://postgres@127.0.0.1:5432/postgres"
+    #: A file holding the database password (a mounted Secret), used when the URL has none.
+    database_password_file: str = ""
+    db_pool_size: int = 10
     #: Postgres schema that holds this service's event store and read models.
     db_schema: str = ""
     #: Where tenants and API keys live (shared, read-only for services).
@@ -48,6 +53,12 @@ class ServiceSettings(BaseSettings):
     #: Kubernetes runs the request tier (grpc,http,relay) and the projector tier (projectors)
     #: as separate Deployments so each scales on its own signal.
     roles: str = "all"
+    #: Which of the service's projectors this process runs (comma-separated names, "all" or
+    #: "none"): one Deployment per projector, scaled by KEDA on that consumer group's lag.
+    projectors: str = "all"
+    #: Serve Prometheus /metrics on this port (0: off; the gateway serves it on its HTTP port).
+    metrics_port: int = 0
+    metrics_host: str = "127.0.0.1"
     #: A poison event is retried this many times before it goes to the dead-letter topic.
     max_event_attempts: int = 3
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
@@ -55,6 +66,16 @@ class ServiceSettings(BaseSettings):
     @property
     def store_schema(self) -> str:
         return self.db_schema or self.service_name
+
+    def runs_projector(self, name: str) -> bool:
+        wanted = {p.strip() for p in self.projectors.split(",") if p.strip()}
+        return self.runs("projectors") and ("all" in wanted or name in wanted)
+
+    def database_password(self) -> str | None:
+        if not self.database_password_file:
+            return None
+        with open(self.database_password_file, encoding="utf-8") as f:
+            return f.read().strip()
 
     def runs(self, role: str) -> bool:
         wanted = {r.strip() for r in self.roles.split(",") if r.strip()}
