@@ -58,11 +58,11 @@ async def test_batched_webhook_lands_on_inbound_topic_once_per_item(gateway, gw_
         assert response.status_code == 200
 
     expected = {
-        deterministic_event_id("whatsapp", m, "received"): f"{account_id}:{s}"
+        deterministic_event_id("whatsapp", account_id, m, "received"): f"{account_id}:{s}"
         for m, s in ((m1, "111"), (m2, "222"), (m3, "333"))
     }
-    expected[deterministic_event_id("whatsapp", out, "status", "sent")] = f"{account_id}:111"
-    expected[deterministic_event_id("whatsapp", out, "status", "delivered")] = f"{account_id}:111"
+    expected[deterministic_event_id("whatsapp", account_id, out, "status", "sent")] = f"{account_id}:111"
+    expected[deterministic_event_id("whatsapp", account_id, out, "status", "delivered")] = f"{account_id}:111"
 
     records = await read_topic(gw_kafka, topics.INBOUND, set(expected), timeout=60)
     ids = Counter(dict(r.headers)["ce_id"].decode() for r in records)
@@ -121,7 +121,7 @@ async def test_unparseable_webhook_is_dead_lettered_and_the_log_keeps_flowing(
         assert "body.object" in headers["dlq_reason"]
         assert envelope.decode(dead.value).event_id == poison_id
 
-        received = deterministic_event_id("whatsapp", good_id, "received")
+        received = deterministic_event_id("whatsapp", account_id, good_id, "received")
         await read_topic(private_kafka, topics.INBOUND, {received}, timeout=60)
         await wait_for(
             lambda: gateway.events("parlay.gateway.v1.MessageReceived", account_id), 10, "stored"

@@ -134,7 +134,7 @@ def test_single_text_message() -> None:
     [event] = normalize(single_text("wamid.ABC", sender="16315551181", text="Hi there"))
     msg = event.payload
     assert isinstance(msg, pb.MessageReceived)
-    assert event.event_id == deterministic_event_id("whatsapp", "wamid.ABC", "received")
+    assert event.event_id == deterministic_event_id("whatsapp", "acme-wa", "wamid.ABC", "received")
     assert event.aggregate_type == "contact"
     assert event.aggregate_id == "acme-wa:16315551181"
     assert event.aggregate_version is None
@@ -216,10 +216,10 @@ def test_batched_entries_changes_messages_and_statuses() -> None:
         pb.DELIVERY_STATUS_FAILED,
     ]
     assert statuses[0].event_id == deterministic_event_id(
-        "whatsapp", "wamid.out1", "status", "sent"
+        "whatsapp", "acme-wa", "wamid.out1", "status", "sent"
     )
     assert statuses[1].event_id == deterministic_event_id(
-        "whatsapp", "wamid.out1", "status", "delivered"
+        "whatsapp", "acme-wa", "wamid.out1", "status", "delivered"
     )
     assert statuses[1].aggregate_id == "acme-wa:111"
     assert statuses[1].occurred_at == datetime.fromtimestamp(1717430405, UTC)
@@ -386,9 +386,27 @@ def test_order_message_prices_in_minor_units() -> None:
 
 @pytest.mark.parametrize("kind", ["system", "unsupported", "unknown", "request_welcome"])
 def test_other_types_are_kept_as_unsupported(kind: str) -> None:
-    msg = _one(
-        _msg(kind, system={"body": "changed", "wa_id": "222", "type": "user_changed_number"})
+    events = normalize(
+        payload(
+            [
+                change(
+                    contacts=[contact("111", "Ann")],
+                    messages=[
+                        _msg(
+                            kind,
+                            system={
+                                "body": "changed",
+                                "wa_id": "222",
+                                "type": "user_changed_number",
+                            },
+                        )
+                    ],
+                )
+            ]
+        )
     )
+    # (a "system" number change also yields IdentityEvidenceObserved: test_channel_whatsapp_system)
+    msg = events[0].payload
     assert msg.content.unsupported.provider_type == kind
 
 

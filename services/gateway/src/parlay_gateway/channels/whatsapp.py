@@ -376,7 +376,7 @@ def _message_event(
         webhook_event_id=webhook_event_id,
     )
     return NewEvent(
-        event_id=deterministic_event_id(CHANNEL, wamid, "received"),
+        event_id=deterministic_event_id(CHANNEL, account_id, wamid, "received"),
         tenant_id=tenant_id,
         aggregate_type=CONTACT_AGGREGATE,
         aggregate_id=f"{account_id}:{sender}",
@@ -424,12 +424,59 @@ def _status_event(
         webhook_event_id=webhook_event_id,
     )
     return NewEvent(
-        event_id=deterministic_event_id(CHANNEL, wamid, "status", name),
+        event_id=deterministic_event_id(CHANNEL, account_id, wamid, "status", name),
         tenant_id=tenant_id,
         aggregate_type=CONTACT_AGGREGATE,
         aggregate_id=f"{account_id}:{recipient}",
         payload=payload,
         occurred_at=status_at,
+        topic=topics.INBOUND,
+    )
+
+
+CHANGED_NUMBER_TYPES = frozenset({"user_changed_number", "customer_changed_number"})
+
+
+def _changed_number_event(
+    message: dict[str, Any],
+    path: str,
+    *,
+    account_id: str,
+    tenant_id: str,
+    webhook_event_id: str,
+) -> NewEvent | None:
+    """A `system` message saying the customer changed their number -> IdentityEvidenceObserved
+    (changed_number) about the old address, naming the new one (`system.wa_id`, formerly
+    `new_wa_id`). Profile decides what to link; the MessageReceived (unsupported "system") stays."""
+    if message.get("type") != "system":
+        return None
+    p = f"{path}.system"
+    system = _obj(message.get("system"), p)
+    if _str(system, "type", p) not in CHANGED_NUMBER_TYPES:
+        return None
+    new_address = _str(system, "wa_id", p) or _str(system, "new_wa_id", p)
+    if not new_address:
+        raise MalformedPayload(f"{p}.wa_id: missing")
+    wamid = _str(message, "id", path, required=True)
+    old_address = _sender(message, path)
+    at = _timestamp(message, "timestamp", path)
+    return NewEvent(
+        event_id=deterministic_event_id(CHANNEL, account_id, wamid, "changed_number"),
+        tenant_id=tenant_id,
+        aggregate_type=CONTACT_AGGREGATE,
+        aggregate_id=f"{account_id}:{old_address}",
+        payload=pb.IdentityEvidenceObserved(
+            channel=CHANNEL,
+            channel_account_id=account_id,
+            subject=pb.ChannelAddress(channel=CHANNEL, address=old_address),
+            evidence_kind="changed_number",
+            phone=_digits(new_address),
+            new_address=new_address,
+            provider_event_id=wamid,
+            observed_at=_ts(at),
+            webhook_event_id=webhook_event_id,
+        ),
+        occurred_at=at,
         topic=topics.INBOUND,
     )
 
@@ -471,6 +518,15 @@ def normalize_payload(
                         webhook_event_id=webhook_event_id,
                     )
                 )
+                evidence = _changed_number_event(
+                    message,
+                    f"{path}.messages[{k}]",
+                    account_id=account_id,
+                    tenant_id=tenant_id,
+                    webhook_event_id=webhook_event_id,
+                )
+                if evidence is not None:
+                    events.append(evidence)
             for k, status in enumerate(statuses):
                 event = _status_event(
                     _obj(status, f"{path}.statuses[{k}]"),
