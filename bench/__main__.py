@@ -16,7 +16,7 @@ import argparse
 import asyncio
 import contextlib
 import datetime as dt
-import importlib
+import fcntl
 import json
 import os
 import platform
@@ -26,23 +26,19 @@ import subprocess
 import sys
 import time
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-from bench.core import MODULES, REGISTRY, REPO_ROOT, Context, Options, Result, new_run_id
-from bench.procs import ProcessGroup, install_signal_handlers
+from bench.core import REGISTRY, REPO_ROOT, Context, Options, Result, load_registry, new_run_id
+from bench.procs import ProcessGroup, install_signal_handlers, machine_cpu_times
 from bench.stack import check_database
 
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
-KEEP_RUNS = 5
-
-
-def load_registry() -> None:
-    for module in MODULES:
-        importlib.import_module(module)
+KEEP_RUNS = 10
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -142,7 +138,19 @@ def machine_facts(pg_version: str) -> dict[str, Any]:
             from importlib.metadata import version
 
             versions[dist] = version(dist)
+    busy = None
+    before = machine_cpu_times()
+    time.sleep(1.0)
+    after = machine_cpu_times()
+    if before and after and after[1] > before[1]:
+        busy = round(100 * (after[0] - before[0]) / (after[1] - before[1]), 1)
+    try:
+        load = [round(x, 2) for x in os.getloadavg()]
+    except OSError:  # pragma: no cover
+        load = []
     return {
+        "busy_pct_before_start": busy,
+        "load_average_before_start": load,
         "cores": usable,
         "cpu_count": os.cpu_count(),
         "cpu": _cpu_model(),
@@ -171,6 +179,16 @@ def render(console: Console, report: dict[str, Any], results: list[Result]) -> N
     facts.add_row(
         "machine",
         f"{m['cores']} cores ({m['cpu']}), {m['memory_gib']} GiB, {m['platform']}",
+    )
+    busy = m.get("busy_pct_before_start")
+    facts.add_row(
+        "load before start",
+        f"{busy}% CPU busy, load average {' '.join(map(str, m.get('load_average_before_start', [])))}"
+        + (
+            "  [yellow](other work running: figures will be lower and noisier)[/]"
+            if busy is not None and busy > 20
+            else ""
+        ),
     )
     facts.add_row(
         "software",
@@ -201,9 +219,34 @@ def render(console: Console, report: dict[str, Any], results: list[Result]) -> N
 
 
 def prune_runs(runs_dir: Path) -> None:
+    """Keep the newest KEEP_RUNS run directories (runs hold the lock, so none is in progress)."""
     runs = sorted(p for p in runs_dir.iterdir() if p.is_dir())
     for old in runs[:-KEEP_RUNS]:
         shutil.rmtree(old, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def exclusive_run(console: Console) -> Iterator[None]:
+    """One bench run at a time on this machine: two runs would measure each other."""
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    with open(RESULTS_DIR / ".lock", "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "?"
+            console.print(f"[yellow]another bench run is in progress ({holder}); waiting for it[/]")
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()}: {command_line()}")
+        fh.flush()
+        try:
+            yield
+        finally:
+            fh.seek(0)
+            fh.truncate()
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 async def run_all(names: list[str], ctx: Context) -> list[Result]:
@@ -226,12 +269,22 @@ async def run_all(names: list[str], ctx: Context) -> list[Result]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    load_registry()
     console = Console()
     if args.list:
+        load_registry()
+        listing = Table.grid(padding=(0, 2))
+        listing.add_column(style="bold", no_wrap=True)
+        listing.add_column()
         for bench in REGISTRY.values():
-            console.print(f"[bold]{bench.name:<10}[/] {bench.title}")
+            listing.add_row(bench.name, bench.title)
+        console.print(listing)
         return 0
+    with exclusive_run(console):
+        return run(args, console)
+
+
+def run(args: argparse.Namespace, console: Console) -> int:
+    load_registry()
     names = selected(args.only)
     options = Options(
         duration=args.duration,
@@ -271,6 +324,12 @@ def main(argv: list[str] | None = None) -> int:
     console.print(
         f"bench run {run_id}: {', '.join(names)} — logs in {work_dir.relative_to(REPO_ROOT)}"
     )
+    busy = report["machine"]["busy_pct_before_start"]
+    if busy is not None and busy > 20:
+        console.print(
+            f"[yellow]warning: the machine is already {busy}% busy before the benchmarks start; "
+            "the figures will be lower and noisier than on a quiet machine[/]"
+        )
     try:
         results = asyncio.run(run_all(names, ctx))
     except KeyboardInterrupt:

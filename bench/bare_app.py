@@ -35,8 +35,9 @@ def create_app(app_secret: str) -> FastAPI:
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
+    # The leanest FastAPI endpoint: no declared parameters to solve, just the request.
     @app.post("/webhooks/{channel}/{channel_account_id}")
-    async def receive(channel: str, channel_account_id: str, request: Request) -> Response:
+    async def receive(request: Request) -> Response:
         body = await request.body()
         provided = request.headers.get("x-hub-signature-256", "")
         if not provided:
@@ -98,9 +99,19 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8090)
     parser.add_argument("--secret", default=os.environ.get("BENCH_APP_SECRET", APP_SECRET))
     parser.add_argument("--log-level", default=os.environ.get("PARLAY_LOG_LEVEL", "INFO"))
+    parser.add_argument(
+        "--loop",
+        choices=("asyncio", "uvloop"),
+        default="asyncio",
+        help="the event loop the gateway process runs on (the bench detects it)",
+    )
     args = parser.parse_args()
     _configure_logging(args.log_level)
-    log.info("bare endpoint on %s:%d (asyncio loop %s)", args.host, args.port, "default policy")
+    log.info("bare endpoint on %s:%d, %s event loop", args.host, args.port, args.loop)
+    if args.loop == "uvloop":
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     asyncio.run(_serve_like_gateway(create_app(args.secret), args.host, args.port))
 
 

@@ -5,8 +5,8 @@ A benchmark is one module that registers an async function::
     @register("ingest", "Webhook ingest throughput: gateway vs bare FastAPI endpoint")
     async def run(ctx: Context) -> Result: ...
 
-`bench/__main__.py` imports the modules listed in `MODULES`, runs the selected benchmarks in
-order (each isolated: its own processes, ports, schemas) and reports their figures.
+`bench/__main__.py` imports every module of `bench.benchmarks`, runs the selected benchmarks by
+`order` (each isolated: its own processes, ports, schemas) and reports their figures.
 """
 
 from __future__ import annotations
@@ -27,9 +27,6 @@ from rich.console import Console
 from bench.procs import Child, ChildExited, ProcessGroup
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-
-#: Benchmark modules, in the order they run. A new benchmark = a new module added here.
-MODULES = ("bench.ingest", "bench.e2e")
 
 
 @dataclass
@@ -163,19 +160,38 @@ class Benchmark:
     name: str
     title: str
     run: Runner
+    order: int = 100
 
 
 REGISTRY: dict[str, Benchmark] = {}
 
 
-def register(name: str, title: str) -> Callable[[Runner], Runner]:
+def register(name: str, title: str, *, order: int = 100) -> Callable[[Runner], Runner]:
+    """Register a benchmark. `name` is what `--only` takes; lower `order` runs first."""
+
     def decorate(fn: Runner) -> Runner:
         if name in REGISTRY:
             raise ValueError(f"benchmark {name!r} registered twice")
-        REGISTRY[name] = Benchmark(name, title, fn)
+        REGISTRY[name] = Benchmark(name, title, fn, order)
         return fn
 
     return decorate
+
+
+def load_registry() -> dict[str, Benchmark]:
+    """Import every module of bench.benchmarks; the registry sorted by order, then name."""
+    import importlib
+    import pkgutil
+
+    import bench.benchmarks as package
+
+    for info in pkgutil.iter_modules(package.__path__):
+        if not info.name.startswith("_"):
+            importlib.import_module(f"{package.__name__}.{info.name}")
+    ordered = sorted(REGISTRY.values(), key=lambda b: (b.order, b.name))
+    REGISTRY.clear()
+    REGISTRY.update((b.name, b) for b in ordered)
+    return REGISTRY
 
 
 def percentiles(values: list[float]) -> dict[str, float]:

@@ -167,3 +167,82 @@ def install_signal_handlers(procs: ProcessGroup) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         if signal.getsignal(sig) is not signal.SIG_IGN:
             signal.signal(sig, interrupt)
+
+
+_CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def process_cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process (all its threads) so far; None if unreadable."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    # fields[0] is field 3 (state); utime and stime are fields 14 and 15.
+    return (int(fields[11]) + int(fields[12])) / _CLK_TCK
+
+
+def machine_cpu_times() -> tuple[float, float] | None:
+    """(busy, total) CPU seconds of the whole machine so far, from /proc/stat."""
+    try:
+        values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    except (OSError, ValueError, IndexError):
+        return None
+    idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
+    total = sum(values[:8])
+    return (total - idle) / _CLK_TCK, total / _CLK_TCK
+
+
+def pids_named(comm: str) -> list[int]:
+    """Processes whose command name is `comm` (e.g. every Postgres backend on the machine)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if (entry / "comm").read_text().strip() == comm:
+                    pids.append(int(entry.name))
+    return pids
+
+
+class CpuWindow:
+    """CPU used by some processes, and by the whole machine, between start() and stop().
+    `groups` are process names summed over every process of that name (e.g. "postgres": all
+    backends, whoever they serve)."""
+
+    def __init__(self, pids: dict[str, int], groups: tuple[str, ...] = ("postgres",)) -> None:
+        self.pids = pids
+        self.groups = groups
+        self._groups: dict[str, dict[int, float | None]] = {}
+        self._start: dict[str, float | None] = {}
+        self._machine: tuple[float, float] | None = None
+        self._t = 0.0
+
+    def start(self) -> None:
+        self._t = time.monotonic()
+        self._start = {name: process_cpu_seconds(pid) for name, pid in self.pids.items()}
+        self._groups = {
+            g: {pid: process_cpu_seconds(pid) for pid in pids_named(g)} for g in self.groups
+        }
+        self._machine = machine_cpu_times()
+
+    def stop(self) -> dict[str, float | None]:
+        elapsed = time.monotonic() - self._t
+        out: dict[str, float | None] = {"seconds": round(elapsed, 2)}
+        for name, pid in self.pids.items():
+            before, after = self._start.get(name), process_cpu_seconds(pid)
+            out[f"{name}_cpu_seconds"] = (
+                None if before is None or after is None else round(after - before, 3)
+            )
+        for group, before_by_pid in self._groups.items():
+            used = 0.0
+            for pid, before_cpu in before_by_pid.items():
+                after_cpu = process_cpu_seconds(pid)
+                if before_cpu is not None and after_cpu is not None:
+                    used += after_cpu - before_cpu
+            out[f"{group}_cpu_seconds"] = round(used, 3)
+        machine = machine_cpu_times()
+        if self._machine and machine:
+            busy = machine[0] - self._machine[0]
+            total = machine[1] - self._machine[1]
+            out["machine_busy_pct"] = round(100 * busy / total, 1) if total else None
+        return out

@@ -136,9 +136,16 @@ class Stack:
     def schema(self, service: str) -> str:
         return f"bench_{self.ctx.run_id}_{service}"
 
-    def start(self, service: str, *, extra_env: dict[str, str] | None = None) -> Service:
+    def start(
+        self, service: str, *, extra_env: dict[str, str] | None = None, name: str | None = None
+    ) -> Service:
+        """Start `service`; `name` tells apart several processes of one service (the request
+        tier and the projector tier, as on Kubernetes). Only the gateway's request tier serves
+        HTTP."""
         grpc_port = free_port()
-        http_port = free_port() if service == "gateway" else None
+        roles = (extra_env or {}).get("PARLAY_ROLES", "all")
+        serves_http = service == "gateway" and ("all" in roles or "http" in roles)
+        http_port = free_port() if serves_http else None
         schema = self.schema(service)
         env = clean_env()
         env.update(
@@ -160,15 +167,15 @@ class Stack:
             env[f"PARLAY_{peer.upper()}_GRPC_TARGET"] = f"{HOST}:{svc.grpc_port}"
         env.update(extra_env or {})
         child = self.ctx.procs.spawn(
-            f"{service}-{self.ctx.run_id}",
+            f"{name or service}-{self.ctx.run_id}",
             self.ctx.python_module(
                 self.ctx.options.service_modules.get(service, f"parlay_{service}")
             ),
             env=env,
             cwd=REPO_ROOT,
         )
-        svc = Service(service, schema, grpc_port, child, http_port)
-        self.services[service] = svc
+        svc = Service(name or service, schema, grpc_port, child, http_port)
+        self.services[name or service] = svc
         return svc
 
     async def wait_ready(self, timeout: float = 90.0) -> None:

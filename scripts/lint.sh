@@ -20,7 +20,7 @@ step() {
 # shellcheck disable=SC2086  # $UV may be "python3 -m uv"
 step "ruff check" $UV run ruff check .
 step "ruff format --check" $UV run ruff format --check .
-mapfile -t mypy_paths < <(ls -d libs/kit/src services/*/src 2>/dev/null)
+mapfile -t mypy_paths < <(ls -d libs/kit/src libs/standins/src services/*/src 2>/dev/null)
 step "mypy" $UV run mypy "${mypy_paths[@]}"
 
 if [[ -x $BUF ]]; then

@@ -14,6 +14,12 @@ The broker keeps its log in memory, so every `parlay dev` starts with an empty b
 cluster id); services rebuild it from their event stores (relays republish, consumers skip what
 their read models already hold).
 
+Provider stand-ins (`python -m parlay_standins`, the package libs/standins) start by default on
+127.0.0.1:8090 (+ port offset): local HTTP servers speaking the WhatsApp/Messenger/Instagram
+(Graph), Telegram, Twilio, WeChat, LINE and Viber APIs, so outbound messages work on a laptop.
+The services get PARLAY_<CHANNEL>_API_BASE_URL pointing at them; PARLAY_DEV_STANDINS=0 (or
+DevOptions.standins=False) leaves the real providers' URLs in place.
+
 Service logs go to `.parlay/logs/<svc>.log` (the previous run's to `<svc>.log.1`); `--follow`
 also prints them, prefixed with the service name. `.parlay/dev.json` describes the running stack
 (endpoints, pids) for other tools and is removed on exit.
@@ -58,6 +64,39 @@ from parlay_kit.topics import ALL_TOPICS, DEFAULT_PARTITIONS
 HOST = "127.0.0.1"
 KAFKA_PORT = 9092
 GATEWAY_HTTP_PORT = 8080
+#: The provider stand-ins (all API families on one port, under /meta, /telegram, ...).
+STANDINS_PORT = 8090
+#: Where each channel's API lives on the stand-in server (PARLAY_<X>_API_BASE_URL = url + path).
+STANDIN_BASE_PATHS: dict[str, str] = {
+    "PARLAY_WHATSAPP_API_BASE_URL": "/meta",
+    "PARLAY_MESSENGER_API_BASE_URL": "/meta",
+    "PARLAY_INSTAGRAM_API_BASE_URL": "/meta",
+    "PARLAY_TELEGRAM_API_BASE_URL": "/telegram",
+    "PARLAY_TWILIO_API_BASE_URL": "/twilio",
+    "PARLAY_WECHAT_API_BASE_URL": "/wechat",
+    "PARLAY_LINE_API_BASE_URL": "/line",
+    "PARLAY_LINE_API_DATA_BASE_URL": "/line",
+    "PARLAY_VIBER_API_BASE_URL": "/viber",
+}
+#: The stand-ins honour an Idempotency-Key header, so after a crash mid-send every channel can be
+#: re-sent safely against them (real providers: only LINE; see docs/outbound.md).
+STANDIN_RESEND_CHANNELS = "whatsapp,messenger,instagram,telegram,twilio,wechat,viber"
+
+
+def _standins_default() -> bool:
+    return os.environ.get("PARLAY_DEV_STANDINS", "1").strip().lower() not in (
+        "0",
+        "false",
+        "no",
+        "off",
+    )
+
+
+def standins_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("parlay_standins") is not None
+
 
 #: gRPC port of each service, in start order.
 SERVICE_PORTS: dict[str, int] = {
@@ -124,6 +163,8 @@ class DevOptions:
     follow_logs: bool = False
     partitions: int = DEFAULT_PARTITIONS
     extra_env: dict[str, str] = field(default_factory=dict)
+    #: Start the provider stand-ins and point the services at them (PARLAY_DEV_STANDINS=0: no).
+    standins: bool = field(default_factory=_standins_default)
 
     @property
     def kafka_port(self) -> int:
@@ -156,6 +197,18 @@ class DevOptions:
     def grpc_target(self, svc: str) -> str:
         return f"{self.host}:{SERVICE_PORTS[svc] + self.port_offset}"
 
+    @property
+    def standins_port(self) -> int:
+        return STANDINS_PORT + self.port_offset
+
+    @property
+    def standins_url(self) -> str:
+        return f"http://{self.host}:{self.standins_port}"
+
+    @property
+    def runs_standins(self) -> bool:
+        return self.standins and standins_installed()
+
 
 def service_env(
     spec: ServiceSpec, options: DevOptions, database_url: str, base: dict[str, str] | None = None
@@ -180,6 +233,11 @@ def service_env(
     # Where every peer's gRPC server is (PARLAY_<SVC>_GRPC_TARGET), so services find each other.
     for svc in SERVICE_PORTS:
         env[f"PARLAY_{svc.upper()}_GRPC_TARGET"] = options.grpc_target(svc)
+    if options.runs_standins:
+        # Outbound messages go to the local provider stand-ins instead of the real providers.
+        for name, path in STANDIN_BASE_PATHS.items():
+            env[name] = options.standins_url + path
+        env.setdefault("PARLAY_OUTBOUND_IDEMPOTENT_RESEND_CHANNELS", STANDIN_RESEND_CHANNELS)
     env.update(options.extra_env)
     return env
 
@@ -394,6 +452,7 @@ class DevStack:
         self.postgres: LocalPostgres | None = None
         self.database_url: str | None = None
         self.services: list[ServiceProcess] = []
+        self.standins: ServiceProcess | None = None
         self._force = False
         self._color = {s: _COLORS[i % len(_COLORS)] for i, s in enumerate(SERVICE_PORTS)}
 
@@ -416,6 +475,8 @@ class DevStack:
                     "Stop it first, or use another --state-dir and --port-offset.",
                 )
         wanted = [("Kafka", opts.kafka_port)]
+        if opts.runs_standins:
+            wanted.append(("provider stand-ins", opts.standins_port))
         for spec in opts.specs():
             wanted.append((f"{spec.name} gRPC", spec.grpc_port))
             if spec.http_port:
@@ -517,6 +578,9 @@ class DevStack:
         )
         progress.update(t_topics, status=created)
 
+        if opts.runs_standins:
+            await self._start_standins(progress)
+
         # Services: spawn all, then probe.
         tasks: dict[str, TaskID] = {}
         for spec in specs:
@@ -541,6 +605,44 @@ class DevStack:
         await _all_or_nothing(
             [self._wait_service(proc, progress, tasks[proc.name]) for proc in self.services]
         )
+
+    async def _start_standins(self, progress: Progress) -> None:
+        """The provider stand-ins, one process for every API family; ready when /healthz is."""
+        opts = self.options
+        task = progress.add_task(
+            f"provider stand-ins {opts.standins_url}", total=1, status="starting"
+        )
+        proc = ServiceProcess(
+            ServiceSpec("standins", 0, opts.standins_port),
+            [
+                opts.python,
+                "-m",
+                "parlay_standins",
+                "--host",
+                opts.host,
+                "--port",
+                str(opts.standins_port),
+                "--log-level",
+                "warning",
+            ],
+            {**os.environ, "PYTHONUNBUFFERED": "1"},
+            opts.logs_dir / "standins.log",
+            echo=self._echo if opts.follow_logs else None,
+        )
+        self.standins = proc
+        await proc.start()
+
+        async def ready() -> str:
+            deadline = time.monotonic() + opts.start_timeout
+            while await http_get_status(opts.host, opts.standins_port, "/healthz") != 200:
+                if not proc.running():
+                    raise ServiceExited("standins", proc.returncode, proc.log_tail(), proc.log_path)
+                if time.monotonic() > deadline:
+                    raise StartupError("provider stand-ins not ready", proc.log_tail())
+                await asyncio.sleep(0.1)
+            return "ready"
+
+        await self._step(progress, task, ready(), "ready")
 
     async def _wait_service(self, proc: ServiceProcess, progress: Progress, task: TaskID) -> None:
         import grpc
@@ -616,6 +718,12 @@ class DevStack:
             "dev_tenant": tenancy.DEV_TENANT_ID,
             "dev_api_key": tenancy.DEV_API_KEY,
         }
+        if self.standins is not None:
+            data["standins"] = {
+                "pid": self.standins.pid,
+                "url": opts.standins_url,
+                "log": str(self.standins.log_path),
+            }
         if self.broker is not None:
             data["broker_pid"] = self.broker.pid
         if self.postgres is not None and self.postgres.embedded:
@@ -649,6 +757,14 @@ class DevStack:
                     "webhooks /webhooks/<channel>/<account>, /healthz, /metrics",
                 )
             table.add_row(f"{spec.name} gRPC", f"{opts.host}:{spec.grpc_port}", f"pid {proc.pid}")
+        if self.standins is not None:
+            url = opts.standins_url
+            table.add_row(
+                "provider stand-ins",
+                url,
+                "outbound goes here: /meta /telegram /twilio /wechat /line /viber;"
+                f" sent requests: {url}/_standin/requests",
+            )
         table.add_row(
             "dev tenant / API key",
             f"{tenancy.DEV_TENANT_ID} / {tenancy.DEV_API_KEY}",
@@ -667,6 +783,9 @@ class DevStack:
                 return_exceptions=True,
             )
             self.services = []
+        if self.standins is not None:
+            await self.standins.stop(opts.stop_timeout, force=self._force)
+            self.standins = None
         if self.broker is not None:
             await self.broker.stop(1.0 if self._force else opts.stop_timeout)
             self.broker = None

@@ -30,6 +30,7 @@ from opentelemetry.propagate import extract, inject
 
 from parlay.envelope.v1.envelope_pb2 import Envelope
 from parlay_kit import envelope as env
+from parlay_kit import upcasting
 from parlay_kit.eventstore import EventStore
 from parlay_kit.kafka import fetch_cluster_id, make_consumer, make_producer
 from parlay_kit.settings import KafkaSettings
@@ -215,6 +216,10 @@ class Projector:
                 envelope = env.decode(record.value or b"")
                 if not envelope.event_id or not envelope.payload.type_url:
                     raise DecodeError("not a Parlay envelope (no event_id or payload)")
+                # Upcasting hook (analysts, issue 8): events of an older schema are read as the
+                # current message, through the one registry in parlay_kit.upcasting. Returns
+                # the same envelope (one dict lookup) when no upcaster applies.
+                envelope = upcasting.upcast(envelope)
                 payload = env.unpack(envelope)
             except env.UnknownEventType as exc:
                 self.stats.skipped_unknown += 1
@@ -256,8 +261,6 @@ class Projector:
                     error = await self._handle_isolated(uow, event)
                     if error is not None:
                         poisoned.append((event, error))
-            if self.store is not None and uow.emitted:
-                await self.store.append(conn, uow.emitted)
             await self._mark_applied(conn, [e.event_id for e in events if e.event_id not in done])
             await self._store_offsets(conn, next_offsets)
             # Dead letters are published before the commit: a crash in between re-sends them
@@ -282,6 +285,10 @@ class Projector:
                     reason,
                     event.event_id,
                 )
+            # Last before the commit: the store's append lock is held from here to the commit,
+            # so concurrent appenders (webhook group commits) wait as little as possible.
+            if self.store is not None and uow.emitted:
+                await self.store.append(conn, uow.emitted)
         self.stats.batches += 1
         self.stats.duplicates += len(done)
         self.stats.applied += len(fresh) - len(poisoned)

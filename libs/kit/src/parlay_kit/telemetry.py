@@ -144,7 +144,10 @@ def setup_telemetry(
         if span_exporter is not None and id(span_exporter) not in _exporters:
             provider.add_span_processor(SimpleSpanProcessor(span_exporter))
             _exporters.add(id(span_exporter))
-        if instrument_asyncpg and not _asyncpg_instrumented:
+        # A span per SQL query only pays off when spans go somewhere: without an exporter the
+        # trace context still propagates (webhook -> Kafka headers -> consumers) at no cost.
+        exporting = bool(otlp_endpoint) or span_exporter is not None
+        if instrument_asyncpg and exporting and not _asyncpg_instrumented:
             from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
 
             instrumentor = AsyncPGInstrumentor()

@@ -4,6 +4,8 @@ ServiceRuntime (pool, migrations, event store + outbox relay, group commit, SIGT
   + channel accounts (table, config file, gRPC GatewayService)
   + HTTP server (FastAPI/uvicorn: webhooks, /healthz, /metrics) as a runtime task
   + normalizer projector: parlay.gateway.webhooks.v1 -> parlay.gateway.inbound.v1
+  + outbound: consumer of OutboundMessageRequested (parlay.conversation.v1), the sender task,
+    GatewayService.GetMedia (see outbound/ and docs/outbound.md)
 """
 
 from __future__ import annotations
@@ -11,8 +13,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from typing import Any
 
-from parlay_gateway import grpc_api, normalizer
+from parlay_gateway import grpc_api, normalizer, outbound
 from parlay_gateway.account_service import ChannelAccounts
 from parlay_gateway.account_store import MIGRATIONS, AccountDirectory, AccountRepository
 from parlay_gateway.channels.registry import AdapterRegistry, default_registry
@@ -34,6 +37,15 @@ class Gateway:
     directory: AccountDirectory
     registry: AdapterRegistry
     http: HttpServer
+    outbound: outbound.Outbound | None = None
+
+
+class GatewayServicer(outbound.MediaServicerMixin, grpc_api.GatewayServicer):
+    """GatewayService: channel accounts (grpc_api) + GetMedia (outbound.media)."""
+
+    def __init__(self, accounts: ChannelAccounts, media: outbound.MediaResolver) -> None:
+        super().__init__(accounts)
+        self.media = media
 
 
 async def load_accounts_file(accounts: ChannelAccounts, path: str) -> dict[str, str]:
@@ -55,10 +67,13 @@ async def assemble(
     *,
     registry: AdapterRegistry | None = None,
     with_grpc: bool = True,
+    outbound_settings: outbound.OutboundSettings | None = None,
 ) -> Gateway:
     """Open the database (migrations), load the accounts file and wire every part. Nothing
     serves yet: `gateway.runtime.start()` or `run_until_signalled()` does that."""
-    runtime = ServiceRuntime(settings, migrations=MIGRATIONS)
+    runtime = ServiceRuntime(
+        settings, migrations=[*MIGRATIONS, *normalizer.MIGRATIONS, *outbound.MIGRATIONS]
+    )
     pool = await runtime.open()
     assert runtime.group_commit is not None
     repository = AccountRepository(runtime.schema)
@@ -89,12 +104,28 @@ async def assemble(
     )
     http.bind()
     runtime.add_task("http", http.run)
-    runtime.add_projector(normalizer.NAME, [topics.WEBHOOKS], normalizer.Normalizer(registry))
+    runtime.add_projector(
+        normalizer.NAME,
+        [topics.WEBHOOKS],
+        normalizer.Normalizer(registry, schema=runtime.schema),
+    )
+    out = outbound.wire(
+        runtime,
+        directory=directory,
+        settings=outbound_settings or outbound.OutboundSettings(),
+        public_url=settings.public_url,
+    )
+
+    async def close_media_client(stop: Any) -> None:
+        await stop.wait()
+        await out.media.close()
+
+    runtime.add_task("media-client", close_media_client, role="grpc")
     if with_grpc:
         runtime.add_grpc(
-            grpc_api.add_to_server, grpc_api.GatewayServicer(accounts), grpc_api.SERVICE_NAME
+            grpc_api.add_to_server, GatewayServicer(accounts, out.media), grpc_api.SERVICE_NAME
         )
-    return Gateway(settings, runtime, accounts, directory, registry, http)
+    return Gateway(settings, runtime, accounts, directory, registry, http, out)
 
 
 async def serve(settings: GatewaySettings) -> None:
@@ -109,7 +140,12 @@ async def serve(settings: GatewaySettings) -> None:
 def main() -> None:
     settings = GatewaySettings()
     configure_logging(settings.log_level)
-    asyncio.run(serve(settings))
+    try:  # uvloop (from uvicorn[standard]) when available, as uvicorn itself would pick it
+        import uvloop
+    except ImportError:  # pragma: no cover
+        asyncio.run(serve(settings))
+    else:
+        uvloop.run(serve(settings))
 
 
 if __name__ == "__main__":

@@ -5,7 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from parlay_gateway.channels.base import ChannelAdapter
+from parlay_gateway.channels.instagram import InstagramAdapter
+from parlay_gateway.channels.line import LineAdapter
+from parlay_gateway.channels.messenger import MessengerAdapter
 from parlay_gateway.channels.specs import CHANNEL_SPECS
+from parlay_gateway.channels.telegram import TelegramAdapter
+from parlay_gateway.channels.twilio import TwilioAdapter
+from parlay_gateway.channels.viber import ViberAdapter
+from parlay_gateway.channels.wechat import WeChatAdapter
 from parlay_gateway.channels.whatsapp import WhatsAppAdapter
 
 
@@ -31,4 +38,15 @@ class AdapterRegistry:
 
 
 def default_registry() -> AdapterRegistry:
-    return AdapterRegistry([WhatsAppAdapter()])
+    return AdapterRegistry(
+        [
+            WhatsAppAdapter(),
+            MessengerAdapter(),
+            InstagramAdapter(),
+            TelegramAdapter(),
+            TwilioAdapter(),
+            WeChatAdapter(),
+            LineAdapter(),
+            ViberAdapter(),
+        ]
+    )

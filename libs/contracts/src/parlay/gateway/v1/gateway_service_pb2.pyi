@@ -95,3 +95,23 @@ class ListChannelAccountsResponse(_message.Message):
     channel_accounts: _containers.RepeatedCompositeFieldContainer[ChannelAccount]
     next_page_token: str
     def __init__(self, channel_accounts: _Optional[_Iterable[_Union[ChannelAccount, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class GetMediaRequest(_message.Message):
+    __slots__ = ("channel_account_id", "provider_media_id")
+    CHANNEL_ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_MEDIA_ID_FIELD_NUMBER: _ClassVar[int]
+    channel_account_id: str
+    provider_media_id: str
+    def __init__(self, channel_account_id: _Optional[str] = ..., provider_media_id: _Optional[str] = ...) -> None: ...
+
+class GetMediaResponse(_message.Message):
+    __slots__ = ("data", "mime_type", "filename", "sha256")
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    MIME_TYPE_FIELD_NUMBER: _ClassVar[int]
+    FILENAME_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    mime_type: str
+    filename: str
+    sha256: str
+    def __init__(self, data: _Optional[bytes] = ..., mime_type: _Optional[str] = ..., filename: _Optional[str] = ..., sha256: _Optional[str] = ...) -> None: ...

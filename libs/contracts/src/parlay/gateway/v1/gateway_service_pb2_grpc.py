@@ -50,6 +50,11 @@ class GatewayServiceStub:
                 request_serializer=parlay_dot_gateway_dot_v1_dot_gateway__service__pb2.ListChannelAccountsRequest.SerializeToString,
                 response_deserializer=parlay_dot_gateway_dot_v1_dot_gateway__service__pb2.ListChannelAccountsResponse.FromString,
                 _registered_method=True)
+        self.GetMedia = channel.unary_unary(
+                '/parlay.gateway.v1.GatewayService/GetMedia',
+                request_serializer=parlay_dot_gateway_dot_v1_dot_gateway__service__pb2.GetMediaRequest.SerializeToString,
+                response_deserializer=parlay_dot_gateway_dot_v1_dot_gateway__service__pb2.GetMediaResponse.FromString,
+                _registered_method=True)
 
 
 class GatewayServiceServicer:
@@ -74,6 +79,14 @@ class GatewayServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetMedia(self, request, context):
+        """GetMedia resolves an inbound media reference (MediaContent.provider_media_id, or its url on
+        channels that deliver media by URL) to the bytes, fetched from the provider on demand.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GatewayServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -91,6 +104,11 @@ def add_GatewayServiceServicer_to_server(servicer, server):
                     servicer.ListChannelAccounts,
                     request_deserializer=parlay_dot_gateway_dot_v1_dot_gateway__service__pb2.ListChannelAccountsRequest.FromString,
                     response_serializer=parlay_dot_gateway_dot_v1_dot_gateway__service__pb2.ListChannelAccountsResponse.SerializeToString,
+            ),
+            'GetMedia': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetMedia,
+                    request_deserializer=parlay_dot_gateway_dot_v1_dot_gateway__service__pb2.GetMediaRequest.FromString,
+                    response_serializer=parlay_dot_gateway_dot_v1_dot_gateway__service__pb2.GetMediaResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -175,6 +193,33 @@ class GatewayService:
             '/parlay.gateway.v1.GatewayService/ListChannelAccounts',
             parlay_dot_gateway_dot_v1_dot_gateway__service__pb2.ListChannelAccountsRequest.SerializeToString,
             parlay_dot_gateway_dot_v1_dot_gateway__service__pb2.ListChannelAccountsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetMedia(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/parlay.gateway.v1.GatewayService/GetMedia',
+            parlay_dot_gateway_dot_v1_dot_gateway__service__pb2.GetMediaRequest.SerializeToString,
+            parlay_dot_gateway_dot_v1_dot_gateway__service__pb2.GetMediaResponse.FromString,
             options,
             channel_credentials,
             insecure,

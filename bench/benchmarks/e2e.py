@@ -16,6 +16,7 @@ to the socket. Messages of the warm-up seconds are sent but not counted.
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import time
 from typing import Any
 
@@ -25,7 +26,7 @@ from bench.core import Context, Result, percentiles, read_json, register
 from bench.httpclient import Connection
 from bench.payloads import Message, body_for, http_request, open_loop_schedule, write_schedule
 from bench.poller import visible_query
-from bench.procs import ChildExited
+from bench.procs import ChildExited, CpuWindow
 from bench.stack import HOST, Account, Stack, start_broker
 
 TITLE = "End-to-end latency: webhook -> visible in the conversation read model"
@@ -87,7 +88,82 @@ async def prime(ctx: Context, stack: Stack, account: Account, timeout: float = 9
     return time.monotonic() - started
 
 
-@register("e2e", TITLE)
+async def stage_times(ctx: Context, stack: Stack) -> dict[str, dict[str, float]]:
+    """When each message passed each stage, on the monotonic clock, from the `recorded_at` of
+    the events the services stored: {wamid: {"stored": t, "normalized": t, "appended": t}}.
+
+    stored      the raw WebhookReceived in the gateway's store (answered 200 right after)
+    normalized  MessageReceived appended by the gateway's normalizer
+    appended    MessageAppended appended by the conversation service (its read-model row is
+                written in the same transaction)
+    """
+    from parlay.conversation.v1 import conversation_events_pb2  # noqa: F401 - registers types
+    from parlay.gateway.v1 import gateway_events_pb2  # noqa: F401
+    from parlay_kit.envelope import decode, unpack
+
+    offset = time.time() - time.monotonic()
+    gw = stack.services["gateway"].schema
+    conv = stack.services["conversation"].schema
+    out: dict[str, dict[str, float]] = {}
+    db = await asyncpg.connect(ctx.options.database_url)
+    try:
+        stored = {
+            str(r[0]): r[1].timestamp() - offset
+            for r in await db.fetch(
+                f"SELECT event_id, recorded_at FROM {gw}.events "
+                "WHERE event_type = 'parlay.gateway.v1.WebhookReceived'"
+            )
+        }
+        for r in await db.fetch(
+            f"SELECT recorded_at, envelope FROM {gw}.events "
+            "WHERE event_type = 'parlay.gateway.v1.MessageReceived'"
+        ):
+            envelope = decode(r[1])
+            times = out.setdefault(unpack(envelope).provider_message_id, {})
+            times["normalized"] = r[0].timestamp() - offset
+            if envelope.causation_id in stored:
+                times["stored"] = stored[envelope.causation_id]
+        for r in await db.fetch(
+            f"SELECT recorded_at, envelope FROM {conv}.events "
+            "WHERE event_type = 'parlay.conversation.v1.MessageAppended'"
+        ):
+            wamid = unpack(decode(r[1])).provider_message_id
+            out.setdefault(wamid, {})["appended"] = r[0].timestamp() - offset
+    finally:
+        await db.close()
+    return out
+
+
+def stage_breakdown(
+    records: dict[int, list[Any]],
+    measured: dict[int, Message],
+    seen_at: dict[int, float],
+    stages: dict[str, dict[str, float]],
+) -> dict[str, dict[str, float]]:
+    """Percentiles (ms) of the time spent between consecutive stages."""
+    spans: dict[str, list[float]] = {
+        "1 sent -> raw webhook stored (gateway ingest)": [],
+        "2 stored -> MessageReceived (relay + normalizer)": [],
+        "3 MessageReceived -> MessageAppended (relay + profile/conversation)": [],
+        "4 MessageAppended -> seen by the poller (commit + poll)": [],
+    }
+    names = list(spans)
+    for seq, record in records.items():
+        t = stages.get(measured[seq].wamid, {})
+        points = [record[2], t.get("stored"), t.get("normalized"), t.get("appended")]
+        points.append(seen_at.get(seq))
+        for i, name in enumerate(names):
+            a, b = points[i], points[i + 1]
+            if a is not None and b is not None:
+                spans[name].append(b - a)
+    return {
+        name: {k: round(v * 1000, 2) for k, v in percentiles(values).items()}
+        for name, values in spans.items()
+        if values
+    }
+
+
+@register("e2e", TITLE, order=20)
 async def run(ctx: Context) -> Result:
     opts = ctx.options
     result = Result("e2e", TITLE)
@@ -99,7 +175,22 @@ async def run(ctx: Context) -> Result:
     )
     try:
         accounts_file = account.write_config(ctx.path("e2e-accounts.json"))
-        stack.start("gateway", extra_env={"PARLAY_CHANNEL_ACCOUNTS_FILE": str(accounts_file)})
+        # Request tier and projector tier in separate processes, as deployed (deploy/k8s).
+        stack.start(
+            "gateway",
+            extra_env={
+                "PARLAY_CHANNEL_ACCOUNTS_FILE": str(accounts_file),
+                "PARLAY_ROLES": "http,grpc,relay",
+            },
+        )
+        stack.start(
+            "gateway",
+            name="gateway-projectors",
+            extra_env={
+                "PARLAY_CHANNEL_ACCOUNTS_FILE": str(accounts_file),
+                "PARLAY_ROLES": "grpc,projectors",
+            },
+        )
         stack.start("profile")
         stack.start("conversation")
         await stack.wait_ready()
@@ -136,7 +227,7 @@ async def run(ctx: Context) -> Result:
                 "--out",
                 str(poller_out),
             ),
-            stdin=-1,
+            stdin=subprocess.PIPE,
             stdout_pipe=True,
         )
         loadgen = ctx.procs.spawn(
@@ -155,15 +246,28 @@ async def run(ctx: Context) -> Result:
                 "--out",
                 str(loadgen_out),
             ),
-            stdin=-1,
+            stdin=subprocess.PIPE,
             stdout_pipe=True,
         )
-        await ctx.run_ready_go([poller, loadgen], start_in=0.5)
-        for child, limit in ((loadgen, total + 60), (poller, total + 60)):
+        t0 = await ctx.run_ready_go([poller, loadgen], start_in=0.5)
+        pids = {name: svc.child.pid for name, svc in stack.services.items()}
+        pids.update(broker=broker.child.pid, loadgen=loadgen.pid)
+        pids["poller"] = poller.pid
+        window = CpuWindow(pids)
+        await asyncio.sleep(max(0.0, t0 + opts.warmup - time.monotonic()))
+        window.start()
+        await asyncio.sleep(max(0.0, t0 + total - time.monotonic()))
+        result.details["cpu"] = window.stop()
+        for child, limit in ((loadgen, 60.0), (poller, 60.0)):
             if await ctx.wait_exit(child, limit) != 0:
                 raise ChildExited(child)
         stack.check_alive()
         load, seen = read_json(loadgen_out), read_json(poller_out)
+        try:
+            stages = await stage_times(ctx, stack)
+        except Exception as exc:  # best effort: depends on the services' event types
+            stages = {}
+            result.notes.append(f"no per-stage breakdown: {type(exc).__name__}: {exc}")
     finally:
         await stack.close()
         ctx.procs.stop(broker.child)
@@ -180,6 +284,16 @@ async def run(ctx: Context) -> Result:
     from_write = [seen_at[s] - r[2] for s, r in records.items() if s in seen_at]
     acks = [r[3] - r[2] for r in records.values()]
     lat = percentiles(latencies)
+    by_kind = {
+        kind: percentiles(
+            [
+                seen_at[s] - r[1]
+                for s, r in records.items()
+                if s in seen_at and measured[s].repeat == repeat
+            ]
+        )
+        for kind, repeat in (("repeat_customers", True), ("new_customers", False))
+    }
     send_window = (
         max(r[2] for r in records.values()) - min(r[2] for r in records.values()) if records else 0
     )
@@ -206,6 +320,10 @@ async def run(ctx: Context) -> Result:
                 "repeat_customer_messages": sum(1 for m in measured.values() if m.repeat),
             },
             "latency_ms": {k: round(v * 1000, 2) for k, v in lat.items()},
+            "latency_by_customer_ms": {
+                kind: {k: round(v * 1000, 2) for k, v in p.items()} for kind, p in by_kind.items()
+            },
+            "stages_ms": stage_breakdown(records, measured, seen_at, stages) if stages else {},
             "latency_from_request_write_ms": {
                 k: round(v * 1000, 2) for k, v in percentiles(from_write).items()
             },
@@ -242,6 +360,23 @@ async def run(ctx: Context) -> Result:
             target=f"< {TARGET_P99_MS:g} ms" if key == "p99" else "",
             ok=(value is not None and value * 1000 < TARGET_P99_MS) if key == "p99" else None,
         )
+    for kind, p in by_kind.items():
+        if p:
+            result.add(
+                f"latency_p99_{kind}_ms",
+                f"  p99, {kind.replace('_', ' ')} only (p50 {p['p50'] * 1000:.1f} ms)",
+                p["p99"] * 1000,
+                "ms",
+                fmt=".1f",
+            )
+    for i, (stage, p) in enumerate(result.details["stages_ms"].items(), 1):
+        result.add(
+            f"stage{i}_p99_ms",
+            f"  stage {stage[2:]}: p99 (p50 {p['p50']:.1f} ms)",
+            p["p99"],
+            "ms",
+            fmt=".1f",
+        )
     ack = percentiles(acks)
     if ack:
         result.add(
@@ -271,6 +406,17 @@ async def run(ctx: Context) -> Result:
         "ms",
         fmt=".0f",
     )
+    cpu = result.details.get("cpu") or {}
+    if cpu.get("seconds"):
+        shares = ", ".join(
+            f"{k.removesuffix('_cpu_seconds')} {100 * v / cpu['seconds']:.0f}%"
+            for k, v in cpu.items()
+            if k.endswith("_cpu_seconds") and v is not None
+        )
+        result.notes.append(
+            f"CPU during the measured window (% of one core): {shares}; "
+            f"machine {cpu.get('machine_busy_pct')}% busy"
+        )
     if seen.get("timed_out"):
         result.notes.append(
             f"{seen['not_seen']} messages were still not visible 20 s after the last send."

@@ -19,7 +19,9 @@ non-200 answers (errors), and for the gateway how many raw webhooks are in its s
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import time
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -27,7 +29,7 @@ import asyncpg
 from bench.core import Context, Result, read_json, register
 from bench.httpclient import Connection, get_status
 from bench.payloads import APP_SECRET, Message, body_for, http_request, wamid_for
-from bench.procs import ChildExited
+from bench.procs import ChildExited, CpuWindow
 from bench.profiling import start_profiler, summarize_profiles
 from bench.stack import HOST, Account, Stack, free_port, start_broker
 
@@ -35,12 +37,20 @@ TITLE = "Webhook ingest throughput: real gateway vs bare FastAPI endpoint"
 TARGET_RATIO = 0.6
 #: Requests built before the clock starts, per second of run (more are built on the fly and
 #: counted if a server is faster than this).
-PREGENERATE_PER_SECOND = 9_000
+PREGENERATE_PER_SECOND = 12_000
 
 
 async def run_loadgen(
-    ctx: Context, name: str, port: int, path: str, secret: str, profile_pid: int | None = None
+    ctx: Context,
+    name: str,
+    port: int,
+    path: str,
+    secret: str,
+    server_pid: int,
+    profile: bool = False,
 ) -> dict[str, Any]:
+    """Run the closed-loop generator against a server; adds the CPU the server process (and
+    the generator, and the machine) used during the measured window."""
     opts = ctx.options
     out = ctx.path(f"{name}.json")
     total = opts.warmup + opts.duration
@@ -68,18 +78,27 @@ async def run_loadgen(
             "--out",
             str(out),
         ),
-        stdin=-1,
+        stdin=subprocess.PIPE,
         stdout_pipe=True,
     )
     try:
         t0 = await ctx.run_ready_go([child])
-        if profile_pid is not None:
-            await asyncio.sleep(max(0.0, t0 + opts.warmup - time.monotonic()))
-            start_profiler(ctx, profile_pid, name, opts.duration)
-        code = await ctx.wait_exit(child, total + 60)
+        cpu = CpuWindow({"server": server_pid, "loadgen": child.pid})
+        await asyncio.sleep(max(0.0, t0 + opts.warmup - time.monotonic()))
+        cpu.start()
+        if profile:
+            start_profiler(ctx, server_pid, name, opts.duration)
+        await asyncio.sleep(max(0.0, t0 + total - time.monotonic()))
+        window = cpu.stop()
+        code = await ctx.wait_exit(child, 60)
         if code != 0:
             raise ChildExited(child)
-        return dict(read_json(out))
+        result = dict(read_json(out))
+        result["cpu"] = window
+        server_cpu = window.get("server_cpu_seconds")
+        if server_cpu is not None and result.get("ok"):
+            result["server_cpu_ms_per_request"] = 1000 * server_cpu / result["ok"]
+        return result
     finally:
         ctx.procs.stop(child)
 
@@ -105,13 +124,30 @@ async def probe(port: int, path: str, secret: str, run_id: str) -> int:
         conn.close()
 
 
-async def measure_bare(ctx: Context) -> dict[str, Any]:
+def event_loop_of(pid: int) -> str:
+    """The event loop a process runs on: uvloop if its extension is loaded, else asyncio."""
+    try:
+        maps = Path(f"/proc/{pid}/maps").read_text()
+    except OSError:
+        return "asyncio"
+    return "uvloop" if "/uvloop/" in maps else "asyncio"
+
+
+async def measure_bare(ctx: Context, loop: str) -> dict[str, Any]:
     port = free_port()
     path = "/webhooks/whatsapp/bench-bare"
     child = ctx.procs.spawn(
         "bare_app",
         ctx.python_module(
-            "bench.bare_app", "--host", HOST, "--port", str(port), "--secret", APP_SECRET
+            "bench.bare_app",
+            "--host",
+            HOST,
+            "--port",
+            str(port),
+            "--secret",
+            APP_SECRET,
+            "--loop",
+            loop,
         ),
     )
     try:
@@ -119,7 +155,7 @@ async def measure_bare(ctx: Context) -> dict[str, Any]:
         status = await probe(port, path, APP_SECRET, ctx.run_id)
         if status != 200:
             raise RuntimeError(f"bare endpoint answered {status} to a signed probe")
-        return await run_loadgen(ctx, "loadgen-bare", port, path, APP_SECRET)
+        return await run_loadgen(ctx, "loadgen-bare", port, path, APP_SECRET, child.pid)
     finally:
         ctx.procs.stop(child)
 
@@ -130,8 +166,14 @@ async def measure_gateway(ctx: Context) -> dict[str, Any]:
     account = Account(tenant_id=f"bench{ctx.run_id}", channel_account_id=f"bench-wa-{ctx.run_id}")
     try:
         accounts_file = account.write_config(ctx.path("ingest-accounts.json"))
+        # The request tier alone, as deployed (deploy/k8s): HTTP + gRPC + outbox relay. The
+        # normalizer is the projector tier's work and runs in its own process in production.
         gateway = stack.start(
-            "gateway", extra_env={"PARLAY_CHANNEL_ACCOUNTS_FILE": str(accounts_file)}
+            "gateway",
+            extra_env={
+                "PARLAY_CHANNEL_ACCOUNTS_FILE": str(accounts_file),
+                "PARLAY_ROLES": "http,grpc,relay",
+            },
         )
         await stack.wait_ready()
         assert gateway.http_port is not None
@@ -142,17 +184,20 @@ async def measure_gateway(ctx: Context) -> dict[str, Any]:
             raise RuntimeError(
                 f"gateway answered {status} to a signed probe webhook:\n" + gateway.child.log_tail()
             )
+        loop = event_loop_of(gateway.child.pid)
         result = await run_loadgen(
             ctx,
             "loadgen-gateway",
             gateway.http_port,
             account.webhook_path,
             account.app_secret,
-            profile_pid=gateway.child.pid if ctx.options.profile else None,
+            gateway.child.pid,
+            profile=ctx.options.profile,
         )
         stack.check_alive()
         conn = await asyncpg.connect(ctx.options.database_url)
         try:
+            result["server_loop"] = loop
             result["stored_webhooks"] = await conn.fetchval(
                 f"SELECT count(*) FROM {gateway.schema}.events "
                 "WHERE event_type LIKE '%.WebhookReceived'"
@@ -177,11 +222,14 @@ def _summary(load: dict[str, Any]) -> dict[str, Any]:
         "built_on_the_fly",
         "stored_webhooks",
         "client_loop",
+        "cpu",
+        "server_cpu_ms_per_request",
+        "server_loop",
     )
     return {k: load[k] for k in keep if k in load}
 
 
-@register("ingest", TITLE)
+@register("ingest", TITLE, order=10)
 async def run(ctx: Context) -> Result:
     opts = ctx.options
     result = Result("ingest", TITLE)
@@ -195,11 +243,17 @@ async def run(ctx: Context) -> Result:
         result.notes.append(
             "profiled run (--profile): py-spy samples the gateway, figures are lower than usual"
         )
-    bare = await measure_bare(ctx)
-    result.details["bare"] = _summary(bare)
+    # The gateway first: the bare endpoint then runs on the event loop the gateway ran on.
     gateway = await measure_gateway(ctx)
     result.details["gateway"] = _summary(gateway)
+    bare = await measure_bare(ctx, gateway["server_loop"])
+    bare["server_loop"] = gateway["server_loop"]
+    result.details["bare"] = _summary(bare)
 
+    result.notes.append(
+        f"both servers: uvicorn through parlay_gateway's HttpServer, 1 worker, "
+        f"{gateway['server_loop']} event loop; {opts.concurrency} keep-alive connections"
+    )
     bare_rps = bare["requests_per_second"]
     gw_rps = gateway["requests_per_second"]
     ratio = gw_rps / bare_rps if bare_rps else None
@@ -232,6 +286,20 @@ async def run(ctx: Context) -> Result:
                 lat["p99"] * 1000,
                 "ms",
                 fmt=".1f",
+            )
+    for name, load in (("bare", bare), ("gateway", gateway)):
+        per_request = load.get("server_cpu_ms_per_request")
+        if per_request is not None:
+            cpu = load["cpu"]
+            server_pct = 100 * cpu["server_cpu_seconds"] / cpu["seconds"]
+            pg_pct = 100 * (cpu.get("postgres_cpu_seconds") or 0) / cpu["seconds"]
+            result.add(
+                f"{name}_cpu_ms_per_request",
+                f"{name}: server process CPU per request (it used {server_pct:.0f}% of a core; "
+                f"all Postgres {pg_pct:.0f}%; machine {cpu.get('machine_busy_pct')}% busy)",
+                per_request,
+                "ms",
+                fmt=".3f",
             )
     stored = gateway.get("stored_webhooks")
     answered = sum(
