@@ -61,8 +61,12 @@ async def test_batched_webhook_lands_on_inbound_topic_once_per_item(gateway, gw_
         deterministic_event_id("whatsapp", account_id, m, "received"): f"{account_id}:{s}"
         for m, s in ((m1, "111"), (m2, "222"), (m3, "333"))
     }
-    expected[deterministic_event_id("whatsapp", account_id, out, "status", "sent")] = f"{account_id}:111"
-    expected[deterministic_event_id("whatsapp", account_id, out, "status", "delivered")] = f"{account_id}:111"
+    expected[deterministic_event_id("whatsapp", account_id, out, "status", "sent")] = (
+        f"{account_id}:111"
+    )
+    expected[deterministic_event_id("whatsapp", account_id, out, "status", "delivered")] = (
+        f"{account_id}:111"
+    )
 
     records = await read_topic(gw_kafka, topics.INBOUND, set(expected), timeout=60)
     ids = Counter(dict(r.headers)["ce_id"].decode() for r in records)

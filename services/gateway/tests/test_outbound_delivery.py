@@ -367,16 +367,13 @@ async def test_get_media_from_every_channel(env: Env) -> None:
         await media.resolve(TENANT, viber, "http://169.254.169.254/latest/meta-data/")
 
 
-async def test_webchat_requests_are_left_to_the_webchat_channel(env: Env) -> None:
-    event, partition, offset = await env.request("webchat", unique("wc"), "visitor-1")
-    await wait_consumed(env.pool, env.schema, partition, offset)
-    assert (
-        await env.pool.fetchval(
-            f"SELECT count(*) FROM {env.schema}.outbound_deliveries WHERE message_id = $1",
-            event.payload.message_id,
-        )
-        == 0
-    )
+async def test_webchat_requests_go_to_the_local_webchat_sender(env: Env) -> None:
+    """webchat has a local sender (no HTTP): its requests are recorded like any channel's; an
+    unknown account fails at once. The delivery itself: test_webchat_socket.py."""
+    event, _, _ = await env.request("webchat", unique("wc"), "visitor:visitor-1")
+    row = await wait_state(env.pool, env.schema, event.payload.message_id, ("failed",), 60)
+    assert row["error_code"] == "channel_account_not_found"
+    assert env.sends(event.payload.message_id) == []
 
 
 @pytest.mark.parametrize(

@@ -22,7 +22,11 @@ from parlay_gateway.channels.registry import AdapterRegistry, default_registry
 from parlay_gateway.config_file import load_account_specs
 from parlay_gateway.http_app import create_app
 from parlay_gateway.http_server import HttpServer
+from parlay_gateway.outbound.senders import default_senders
+from parlay_gateway.outbound.senders.webchat import WebchatSender
 from parlay_gateway.settings import GatewaySettings
+from parlay_gateway.webchat import socket as webchat_socket
+from parlay_gateway.webchat import store as webchat_store
 from parlay_kit import telemetry, topics
 from parlay_kit.runtime import ServiceRuntime, configure_logging
 
@@ -38,6 +42,7 @@ class Gateway:
     registry: AdapterRegistry
     http: HttpServer
     outbound: outbound.Outbound | None = None
+    webchat: webchat_socket.WebchatHub | None = None
 
 
 class GatewayServicer(outbound.MediaServicerMixin, grpc_api.GatewayServicer):
@@ -72,7 +77,13 @@ async def assemble(
     """Open the database (migrations), load the accounts file and wire every part. Nothing
     serves yet: `gateway.runtime.start()` or `run_until_signalled()` does that."""
     runtime = ServiceRuntime(
-        settings, migrations=[*MIGRATIONS, *normalizer.MIGRATIONS, *outbound.MIGRATIONS]
+        settings,
+        migrations=[
+            *MIGRATIONS,
+            *normalizer.MIGRATIONS,
+            *outbound.MIGRATIONS,
+            *webchat_store.MIGRATIONS,
+        ],
     )
     pool = await runtime.open()
     assert runtime.group_commit is not None
@@ -96,6 +107,16 @@ async def assemble(
         ingest_timeout_seconds=settings.ingest_timeout_seconds,
         public_url=settings.public_url,
     )
+    webchat_history = webchat_store.WebchatHistory(runtime.schema)
+    webchat_hub = webchat_socket.WebchatHub(
+        pool=pool,
+        history=webchat_history,
+        appender=runtime.group_commit,
+        lookup_account=directory.get,
+        ingest_timeout_seconds=settings.ingest_timeout_seconds,
+    )
+    webchat_socket.install(app, webchat_hub)
+    runtime.add_task("webchat-listener", webchat_hub.run)
     http = HttpServer(
         app,
         settings.http_host,
@@ -109,11 +130,14 @@ async def assemble(
         [topics.WEBHOOKS],
         normalizer.Normalizer(registry, schema=runtime.schema),
     )
+    senders = default_senders()
+    senders.register(WebchatSender(pool, webchat_history))
     out = outbound.wire(
         runtime,
         directory=directory,
         settings=outbound_settings or outbound.OutboundSettings(),
         public_url=settings.public_url,
+        senders=senders,
     )
 
     async def close_media_client(stop: Any) -> None:
@@ -125,7 +149,7 @@ async def assemble(
         runtime.add_grpc(
             grpc_api.add_to_server, GatewayServicer(accounts, out.media), grpc_api.SERVICE_NAME
         )
-    return Gateway(settings, runtime, accounts, directory, registry, http, out)
+    return Gateway(settings, runtime, accounts, directory, registry, http, out, webchat_hub)
 
 
 async def serve(settings: GatewaySettings) -> None:

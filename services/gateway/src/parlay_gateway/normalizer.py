@@ -37,8 +37,9 @@ import asyncpg
 from parlay.gateway.v1 import gateway_events_pb2 as pb
 from parlay.gateway.v1.gateway_events_pb2 import WebhookReceived
 from parlay_gateway import metrics
-from parlay_gateway.channels import common
+from parlay_gateway.channels import common, webchat
 from parlay_gateway.channels.registry import AdapterRegistry
+from parlay_gateway.webchat.store import WebchatHistory
 from parlay_kit.db import Migration, check_identifier
 from parlay_kit.envelope import NewEvent, from_timestamp, to_timestamp
 from parlay_kit.projector import ConsumedEvent, UnitOfWork
@@ -245,6 +246,8 @@ class Normalizer:
         """`schema`: where the status tables live; None = the connection's search_path."""
         self._registry = registry
         self._ledger = StatusLedger(schema)
+        # Web chat keeps a per-visitor history (both directions); inbound rows come from here.
+        self._webchat = WebchatHistory(schema) if schema else None
 
     async def handle(self, uow: UnitOfWork, event: ConsumedEvent) -> None:
         webhook = event.payload
@@ -253,7 +256,21 @@ class Normalizer:
         adapter = self._registry.get(webhook.channel)
         if adapter is None:
             raise UnknownChannel(f"no adapter for channel {webhook.channel!r}")
-        for normalized in adapter.normalize(webhook, event.tenant_id, event.event_id):
+        normalized_events = adapter.normalize(webhook, event.tenant_id, event.event_id)
+        if webhook.channel == webchat.CHANNEL and self._webchat is not None:
+            row = webchat.inbound_history_row(webhook)
+            if row is not None:
+                address, message_id, body = row
+                await self._webchat.record(
+                    uow.conn,
+                    channel_account_id=webhook.channel_account_id,
+                    visitor=address,
+                    direction="in",
+                    message_id=message_id,
+                    body=body,
+                    at=webchat.received_at(webhook),
+                )
+        for normalized in normalized_events:
             admitted = (
                 await self._ledger.admit(uow.conn, normalized)
                 if isinstance(normalized.payload, pb.MessageStatusUpdated)

@@ -12,6 +12,7 @@ from parlay_gateway.channels.specs import CHANNEL_SPECS
 from parlay_gateway.channels.telegram import TelegramAdapter
 from parlay_gateway.channels.twilio import TwilioAdapter
 from parlay_gateway.channels.viber import ViberAdapter
+from parlay_gateway.channels.webchat import WebchatAdapter
 from parlay_gateway.channels.wechat import WeChatAdapter
 from parlay_gateway.channels.whatsapp import WhatsAppAdapter
 
@@ -48,5 +49,6 @@ def default_registry() -> AdapterRegistry:
             WeChatAdapter(),
             LineAdapter(),
             ViberAdapter(),
+            WebchatAdapter(),
         ]
     )

@@ -299,6 +299,11 @@ class Dispatcher:
                 None,
                 False,
             )
+        if sender.local:
+            try:
+                return await sender.deliver(delivery, account), None, False
+            except Unsendable as exc:
+                return Outcome.failed(exc.code, exc.message), None, False
         ctx = self.context(delivery.channel, account)
         try:
             if sender.token_request(account, ctx) is not None:
@@ -482,6 +487,8 @@ class Dispatcher:
                 )
                 ok = finished is not None
                 if ok:
+                    if state == "sent" and outcome.commit is not None:
+                        await outcome.commit(conn)
                     now = utcnow()
                     event = (
                         ev.sent_event(row, outcome.provider_message_id, now, attempts)

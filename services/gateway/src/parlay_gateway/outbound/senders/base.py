@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -116,6 +116,10 @@ class Outcome:
     retry_after: float | None = None
     #: The short-lived access token was refused: fetch a new one before the retry (WeChat).
     refresh_token: bool = False
+    #: Local senders: work to do in the transaction that records a "sent" outcome (with the
+    #: ledger row and OutboundMessageSent), e.g. web chat's history row + NOTIFY — so nothing
+    #: can observe the message before its OutboundMessageSent is in the store.
+    commit: Callable[[Any], Awaitable[None]] | None = field(default=None, compare=False)
 
     @staticmethod
     def sent(provider_message_id: str) -> Outcome:
@@ -150,9 +154,17 @@ class ChannelSender:
     #: Where the real provider lives (PARLAY_<CHANNEL>_API_BASE_URL overrides it).
     default_base_url: ClassVar[str] = ""
 
+    #: Delivered by the gateway itself (web chat), not over a provider HTTP API: the dispatcher
+    #: calls `deliver` instead of `build`/HTTP/`parse` (claim, ledger, outcome event unchanged).
+    local: ClassVar[bool] = False
+
     def build(
         self, delivery: Delivery, account: ChannelAccount, ctx: SendContext
     ) -> ProviderRequest:
+        raise NotImplementedError
+
+    async def deliver(self, delivery: Delivery, account: ChannelAccount) -> Outcome:
+        """Local senders only: deliver and return the outcome (raise Unsendable to fail)."""
         raise NotImplementedError
 
     def parse(self, response: ProviderResponse) -> Outcome:
