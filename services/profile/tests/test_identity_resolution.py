@@ -11,12 +11,12 @@ from types import SimpleNamespace
 
 import asyncpg
 import pytest
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from parlay.gateway.v1 import gateway_events_pb2 as ge
 from parlay.profile.v1 import profile_events_pb2 as pe
 from parlay_kit import telemetry, topics
 from parlay_kit.envelope import NewEvent, decode, unpack, utcnow
-from parlay_kit.errors import ConcurrencyError
 from parlay_kit.projector import ConsumedEvent, UnitOfWork
 from parlay_kit.settings import KafkaSettings
 from parlay_kit.testing import unique_name
@@ -85,6 +85,8 @@ async def stored_events(pool: asyncpg.Pool, schema: str, tenant: str) -> list[as
 
 async def test_new_customer_is_created_once_and_published(profile, bus) -> None:
     tenant = unique_name("tenant")
+    spans = InMemorySpanExporter()
+    telemetry.setup_telemetry("profile", span_exporter=spans)
     message = bus.message_received(tenant=tenant, address="16505551234", name="Ana", at=T0)
     await bus.produce(bus.inbound, message, traceparent=TRACEPARENT)
     await bus.wait_caught_up(profile.projector)
@@ -108,7 +110,18 @@ async def test_new_customer_is_created_once_and_published(profile, bus) -> None:
         ("parlay.profile.v1.CustomerSeen", 3),
     ]
     assert {e["topic"] for e in events} == {bus.profile}
-    # The webhook's trace continues through this consumer (a child span when tracing is on).
+    # The webhook's trace continues through this consumer: a consumer span, child of the
+    # record's context, is the parent the derived events carry.
+    [span] = [
+        s
+        for s in spans.get_finished_spans()
+        if s.attributes.get("parlay.event_id") == message.event_id
+    ]
+    assert format(span.context.trace_id, "032x") == TRACE_ID
+    assert format(span.parent.span_id, "016x") == TRACEPARENT.split("-")[2]
+    assert {e["traceparent"].split("-")[2] for e in events} == {
+        format(span.context.span_id, "016x")
+    }
     assert {telemetry.trace_id_of(e["traceparent"]) for e in events} == {TRACE_ID}
 
     # The relay publishes them, keyed by customer, caused by the gateway event.
@@ -362,8 +375,8 @@ async def test_concurrent_writers_conflict_or_serialize(runtimes, fresh_schema) 
     tenant = unique_name("tenant")
     address = "16505557777"
 
-    # Two writers create the same new customer: the second fails (and its batch is retried),
-    # it never forks the customer's stream.
+    # Two writers see the same new identity: the tenant's writer lock makes the second wait
+    # and then read what the first committed; it never forks the customer's stream.
     one, two = await _racing(
         pool,
         store,
@@ -372,10 +385,9 @@ async def test_concurrent_writers_conflict_or_serialize(runtimes, fresh_schema) 
         _message(tenant, address, "A", T0 + timedelta(seconds=1)),
     )
     assert [e.aggregate_version for e in await one] == [1, 2, 3]
-    with pytest.raises((asyncpg.UniqueViolationError, ConcurrencyError)):
-        await two
+    assert await two == []  # same name, within the last-seen resolution: nothing new
 
-    # An existing customer: its locked row serializes the writers; versions stay gapless.
+    # An existing customer: the lock serializes the writers; versions stay gapless.
     one, two = await _racing(
         pool,
         store,
@@ -405,7 +417,7 @@ async def test_composition_root_wires_the_service(database_url, fresh_schema, ka
     runtime = await build(settings)
     try:
         assert [(p.name, p.topics) for p in runtime.projectors] == [
-            (IDENTITY_RESOLUTION, [topics.INBOUND])
+            (IDENTITY_RESOLUTION, [topics.INBOUND, topics.ORDERS, topics.PAYMENTS])
         ]
         assert [name for _, _, name in runtime._grpc] == ["parlay.profile.v1.ProfileService"]
         tables = {
@@ -415,6 +427,13 @@ async def test_composition_root_wires_the_service(database_url, fresh_schema, ka
                 fresh_schema,
             )
         }
-        assert {"customers", "customer_identities", "customer_channels", "events"} <= tables
+        assert {
+            "customers",
+            "customer_identities",
+            "customer_channels",
+            "customer_consents",
+            "customer_merges",
+            "events",
+        } <= tables
     finally:
         await runtime.stop()

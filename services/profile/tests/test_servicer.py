@@ -10,17 +10,18 @@ from datetime import UTC, datetime, timedelta
 import grpc
 import pytest
 
-from parlay.profile.v1 import profile_events_pb2 as pe
 from parlay.profile.v1 import profile_service_pb2 as ps
 from parlay.profile.v1 import profile_service_pb2_grpc as ps_grpc
 from parlay_kit import tenancy
 from parlay_kit.auth import tenant_scope
 from parlay_kit.db import create_pool, migrate
 from parlay_kit.errors import InvalidArgument, NotFound, Unauthenticated
-from parlay_kit.eventstore import EVENT_STORE_MIGRATIONS
+from parlay_kit.eventstore import EVENT_STORE_MIGRATIONS, EventStore
 from parlay_kit.grpc_server import FIELD_TRAILER, build_server, create_channel
 from parlay_kit.testing import unique_name
-from parlay_profile import domain
+from parlay_profile import domain, rules
+from parlay_profile.commands import ProfileCommands
+from parlay_profile.memory import InMemoryProfiles
 from parlay_profile.readmodel import MIGRATIONS, CustomerReadModel
 from parlay_profile.servicer import SERVICE_NAME, ProfileServicer
 
@@ -39,7 +40,7 @@ class Env:
 
 
 def _observe(tenant: str, channel: str, address: str, name: str, at: datetime, src: str):
-    return domain.observation(
+    return rules.observation(
         tenant_id=tenant,
         channel=channel,
         address=address,
@@ -68,40 +69,32 @@ async def env(database_url: str) -> AsyncIterator[Env]:
             key = (await tenancy.create_api_key(conn, tenant, schema=schema)).key
             other_key = (await tenancy.create_api_key(conn, other, schema=schema)).key
 
-        # Ana wrote on WhatsApp, then on Telegram (linked by hand here: the identity graph rules
-        # that join them arrive with issue 4; the read side already shows every identity).
+        # Ana wrote on WhatsApp; an agent linked her Telegram account by hand.
         rm = CustomerReadModel(schema)
-        ana = domain.fold(
-            None,
-            domain.decide_message(
-                _observe(tenant, "whatsapp", "16505551234", "Ana", T0, "e1"), None
-            ).events,
-        )
-        assert ana is not None
-        link = domain.ProfileEvent(
+        world = InMemoryProfiles()
+        world.observe(_observe(tenant, "whatsapp", "16505551234", "Ana", T0, "e1"))
+        ana_id = world.owner(tenant, "whatsapp", "16505551234")
+        assert ana_id is not None
+        world.command(
+            "link_identity",
             tenant,
-            ana.customer_id,
-            ana.version + 1,
-            T0 + timedelta(minutes=1),
-            pe.IdentityLinked(
-                customer_id=ana.customer_id,
-                identity=pe.Identity(channel="telegram", address="777"),
-                evidence=pe.Evidence(rule="manual", actor="agent-1"),
-            ),
+            ana_id,
+            "telegram",
+            "777",
+            actor="agent-1",
+            note="",
+            at=T0 + timedelta(minutes=1),
+            command_id="c1",
         )
-        ana = domain.apply(ana, link)
         # The same WhatsApp number in another tenant is another customer.
-        stranger = domain.fold(
-            None,
-            domain.decide_message(
-                _observe(other, "whatsapp", "16505551234", "Zed", T0, "e2"), None
-            ).events,
-        )
-        assert stranger is not None
+        world.observe(_observe(other, "whatsapp", "16505551234", "Zed", T0, "e2"))
+        ana = world.state(ana_id)
         async with pool.acquire() as conn, conn.transaction():
-            await rm.save(conn, {}, {ana.customer_id: ana, stranger.customer_id: stranger})
+            await rm.save(conn, {}, world.profiles.states)
 
-        servicer = ProfileServicer(pool, rm)
+        servicer = ProfileServicer(
+            pool, rm, ProfileCommands(pool, EventStore(schema, "profile"), rm)
+        )
         server = build_server(
             [(ps_grpc.add_ProfileServiceServicer_to_server, servicer)],
             resolver=tenancy.ApiKeyResolver(pool, schema=schema),

@@ -105,28 +105,32 @@ class CustomerMergedInto(_message.Message):
     def __init__(self, customer_id: _Optional[str] = ..., survivor_customer_id: _Optional[str] = ..., merge_id: _Optional[str] = ...) -> None: ...
 
 class ProfilesUnmerged(_message.Message):
-    __slots__ = ("merge_id", "survivor_customer_id", "merged_customer_id", "evidence", "reason")
+    __slots__ = ("merge_id", "survivor_customer_id", "merged_customer_id", "evidence", "reason", "separated_customer_ids")
     MERGE_ID_FIELD_NUMBER: _ClassVar[int]
     SURVIVOR_CUSTOMER_ID_FIELD_NUMBER: _ClassVar[int]
     MERGED_CUSTOMER_ID_FIELD_NUMBER: _ClassVar[int]
     EVIDENCE_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    SEPARATED_CUSTOMER_IDS_FIELD_NUMBER: _ClassVar[int]
     merge_id: str
     survivor_customer_id: str
     merged_customer_id: str
     evidence: Evidence
     reason: str
-    def __init__(self, merge_id: _Optional[str] = ..., survivor_customer_id: _Optional[str] = ..., merged_customer_id: _Optional[str] = ..., evidence: _Optional[_Union[Evidence, _Mapping]] = ..., reason: _Optional[str] = ...) -> None: ...
+    separated_customer_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, merge_id: _Optional[str] = ..., survivor_customer_id: _Optional[str] = ..., merged_customer_id: _Optional[str] = ..., evidence: _Optional[_Union[Evidence, _Mapping]] = ..., reason: _Optional[str] = ..., separated_customer_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class CustomerUnmergedFrom(_message.Message):
-    __slots__ = ("customer_id", "survivor_customer_id", "merge_id")
+    __slots__ = ("customer_id", "survivor_customer_id", "merge_id", "separated_customer_ids")
     CUSTOMER_ID_FIELD_NUMBER: _ClassVar[int]
     SURVIVOR_CUSTOMER_ID_FIELD_NUMBER: _ClassVar[int]
     MERGE_ID_FIELD_NUMBER: _ClassVar[int]
+    SEPARATED_CUSTOMER_IDS_FIELD_NUMBER: _ClassVar[int]
     customer_id: str
     survivor_customer_id: str
     merge_id: str
-    def __init__(self, customer_id: _Optional[str] = ..., survivor_customer_id: _Optional[str] = ..., merge_id: _Optional[str] = ...) -> None: ...
+    separated_customer_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, customer_id: _Optional[str] = ..., survivor_customer_id: _Optional[str] = ..., merge_id: _Optional[str] = ..., separated_customer_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ConsentChanged(_message.Message):
     __slots__ = ("customer_id", "channel", "purpose", "granted", "source", "evidence", "identity")
