@@ -249,8 +249,11 @@ class Projector:
         *,
         isolate: bool,
     ) -> None:
+        # A handler that is itself idempotent (e.g. it skips events at or below the aggregate
+        # version it already holds) can say so and save the per-event dedupe bookkeeping.
+        self_deduplicating = getattr(self.handler, "deduplicates_itself", False)
         async with self.pool.acquire() as conn, conn.transaction():
-            done = await self._already_applied(conn, events)
+            done = set() if self_deduplicating else await self._already_applied(conn, events)
             fresh = [e for e in events if e.event_id not in done]
             uow = UnitOfWork(conn)
             poisoned: list[tuple[ConsumedEvent, str]] = []
@@ -261,7 +264,10 @@ class Projector:
                     error = await self._handle_isolated(uow, event)
                     if error is not None:
                         poisoned.append((event, error))
-            await self._mark_applied(conn, [e.event_id for e in events if e.event_id not in done])
+            if not self_deduplicating:
+                await self._mark_applied(
+                    conn, [e.event_id for e in events if e.event_id not in done]
+                )
             await self._store_offsets(conn, next_offsets)
             # Dead letters are published before the commit: a crash in between re-sends them
             # (the DLQ record carries the event id), it never loses one.

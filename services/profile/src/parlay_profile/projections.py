@@ -400,6 +400,9 @@ class CustomerProjection:
     guard the fold applies, in SQL. Same end state, a fraction of the rows read; the rebuild
     test compares every table against the live read models."""
 
+    #: Idempotent by aggregate version: the projector needs no per-event dedupe table.
+    deduplicates_itself = True
+
     def __init__(self, read_model: CustomerReadModel) -> None:
         self.read_model = read_model
 
