@@ -1,13 +1,15 @@
 """GetConversation over gRPC: the real conversation service next to an empty-handler gRPC server,
 in the same run, served the same way.
 
-- service: `python -m parlay_conversation` (as `parlay dev` starts it) on a fresh schema holding
+- service: `python -m parlay_conversation` as the request tier is deployed (deploy/k8s:
+  `PARLAY_PROJECTORS=none`; the timeline projector runs in its own deployment) on a fresh schema holding
   CONVERSATIONS conversations of MESSAGES messages each (inbound and outbound with statuses, two
   notes) written by the service's own read-model adapter; GetConversation returns the
   conversation with its first page of messages (all of them) and its notes.
 - baseline: this module's `baseline` process — the kit's `build_server` (API-key auth against the
-  same tenancy table, status mapping, health, reflection, telemetry set up as in a service)
-  with a ConversationService whose GetConversation returns an empty response.
+  same tenancy table, status mapping, health, reflection, telemetry set up as in a service), on
+  uvloop like the service, with a ConversationService whose GetConversation returns an empty
+  response.
 
 The load generator is this module's `load` process: CHANNELS grpc.aio channels, CONCURRENCY
 requests in flight, for warm-up + duration seconds, the same requests for both servers (one real
@@ -156,7 +158,12 @@ def main(argv: list[str] | None = None) -> None:
     lo.add_argument("--out", required=True)
     args = p.parse_args(argv)
     if args.cmd == "baseline":
-        asyncio.run(serve_baseline(args.port, args.database_url))
+        try:  # served like the service: uvloop where installed (parlay_conversation.main)
+            import uvloop
+        except ImportError:  # pragma: no cover
+            asyncio.run(serve_baseline(args.port, args.database_url))
+        else:
+            uvloop.run(serve_baseline(args.port, args.database_url))
     else:
         result = asyncio.run(load(args, json.loads(Path(args.ids).read_text())))
         Path(args.out).write_text(json.dumps(result))
@@ -274,14 +281,21 @@ async def _api_key(database_url: str, run_id: str) -> tuple[str, str, str]:
         await conn.close()
 
 
-async def _revoke(database_url: str, key_id: str) -> None:
+async def _remove_tenant(database_url: str, tenant_id: str) -> None:
+    """The run's tenant and key leave the tenancy tables with the run."""
     import asyncpg
 
-    from parlay_kit import tenancy
+    from parlay_kit.tenancy import TENANCY_SCHEMA
 
     conn = await asyncpg.connect(database_url)
     try:
-        await tenancy.revoke_api_key(conn, key_id)
+        async with conn.transaction():
+            await conn.execute(
+                f"DELETE FROM {TENANCY_SCHEMA}.api_keys WHERE tenant_id = $1", tenant_id
+            )
+            await conn.execute(
+                f"DELETE FROM {TENANCY_SCHEMA}.tenants WHERE tenant_id = $1", tenant_id
+            )
     finally:
         await conn.close()
 
@@ -335,9 +349,11 @@ async def run(ctx: Context) -> Result:
     result = Result("conversation-grpc", TITLE)
     broker = await start_broker(ctx, "conv-grpc")
     stack = Stack(ctx, broker)
-    tenant, api_key, key_id = await _api_key(ctx.options.database_url, ctx.run_id)
+    tenant, api_key, _key_id = await _api_key(ctx.options.database_url, ctx.run_id)
     try:
-        service = stack.start("conversation")
+        # The request tier as deployed (deploy/k8s: the gRPC deployment runs no projector; the
+        # timeline projector has its own deployment): nothing else competes for its CPU.
+        service = stack.start("conversation", extra_env={"PARLAY_PROJECTORS": "none"})
         await stack.wait_ready()
         ids = await seed(ctx.options.database_url, service.schema, tenant)
         ids_file = ctx.path("conversation-ids.json")
@@ -371,7 +387,7 @@ async def run(ctx: Context) -> Result:
         stack.check_alive()
     finally:
         await stack.close()
-        await _revoke(ctx.options.database_url, key_id)
+        await _remove_tenant(ctx.options.database_url, tenant)
     if base["errors"] or real["errors"] or not base["ok"] or not real["ok"]:
         raise RuntimeError(f"errors: baseline {base['codes']}, service {real['codes']}")
     ratio = real["rps"] / base["rps"]

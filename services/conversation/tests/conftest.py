@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 import asyncpg
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from google.protobuf import struct_pb2
 
 from parlay.gateway.v1 import gateway_events_pb2 as ge
 from parlay.profile.v1 import profile_events_pb2 as pe
@@ -24,6 +25,7 @@ from parlay_conversation.readmodel import MIGRATIONS as CONVERSATION_MIGRATIONS
 from parlay_conversation.settings import ConversationSettings
 from parlay_kit.broker import ensure_topics
 from parlay_kit.envelope import NewEvent, deterministic_event_id, encode, utcnow
+from parlay_kit.kafka import log_end_offsets
 from parlay_kit.projector import Projector
 from parlay_kit.runtime import ServiceRuntime
 from parlay_kit.settings import KafkaSettings, ServiceSettings
@@ -111,6 +113,191 @@ def identity_linked(
     )
 
 
+def _contact(tenant: str, account: str, address: str) -> str:
+    del tenant
+    return f"{account}:{address}"
+
+
+def status_updated(
+    *,
+    tenant: str,
+    provider_message_id: str,
+    status: int,
+    address: str,
+    channel: str = "whatsapp",
+    account: str = "acc-1",
+    at: datetime | None = None,
+    error_code: str = "",
+    error_title: str = "",
+) -> NewEvent:
+    """A MessageStatusUpdated as the gateway's normalizer emits it."""
+    at = at or datetime.now(UTC)
+    payload = ge.MessageStatusUpdated(
+        channel=channel,
+        channel_account_id=account,
+        provider_message_id=provider_message_id,
+        recipient=ge.ChannelAddress(channel=channel, address=address),
+        status=status,
+        error_code=error_code,
+        error_title=error_title,
+    )
+    payload.status_at.FromDatetime(at.astimezone(UTC).replace(tzinfo=None))
+    return NewEvent(
+        event_id=deterministic_event_id(
+            channel, account, provider_message_id, "status", str(status)
+        ),
+        tenant_id=tenant,
+        aggregate_type="contact",
+        aggregate_id=_contact(tenant, account, address),
+        payload=payload,
+        occurred_at=at,
+        topic="",
+    )
+
+
+def outbound_sent(
+    *,
+    tenant: str,
+    message_id: str,
+    conversation_id: str,
+    provider_message_id: str,
+    address: str,
+    channel: str = "whatsapp",
+    account: str = "acc-1",
+    at: datetime | None = None,
+) -> NewEvent:
+    """The gateway's OutboundMessageSent (after the provider accepted the message)."""
+    at = at or datetime.now(UTC)
+    payload = ge.OutboundMessageSent(
+        request_event_id=deterministic_event_id(message_id, "requested"),
+        message_id=message_id,
+        conversation_id=conversation_id,
+        channel=channel,
+        channel_account_id=account,
+        recipient=ge.ChannelAddress(channel=channel, address=address),
+        provider_message_id=provider_message_id,
+        attempts=1,
+    )
+    payload.sent_at.FromDatetime(at.astimezone(UTC).replace(tzinfo=None))
+    return NewEvent(
+        event_id=deterministic_event_id("outbound", message_id, "sent"),
+        tenant_id=tenant,
+        aggregate_type="contact",
+        aggregate_id=_contact(tenant, account, address),
+        payload=payload,
+        occurred_at=at,
+        topic="",
+    )
+
+
+def outbound_failed(
+    *,
+    tenant: str,
+    message_id: str,
+    conversation_id: str,
+    address: str,
+    error_code: str,
+    error_message: str,
+    channel: str = "whatsapp",
+    account: str = "acc-1",
+    at: datetime | None = None,
+) -> NewEvent:
+    at = at or datetime.now(UTC)
+    payload = ge.OutboundMessageFailed(
+        request_event_id=deterministic_event_id(message_id, "requested"),
+        message_id=message_id,
+        conversation_id=conversation_id,
+        channel=channel,
+        channel_account_id=account,
+        recipient=ge.ChannelAddress(channel=channel, address=address),
+        error_code=error_code,
+        error_message=error_message,
+        attempts=3,
+    )
+    payload.failed_at.FromDatetime(at.astimezone(UTC).replace(tzinfo=None))
+    return NewEvent(
+        event_id=deterministic_event_id("outbound", message_id, "failed"),
+        tenant_id=tenant,
+        aggregate_type="contact",
+        aggregate_id=_contact(tenant, account, address),
+        payload=payload,
+        occurred_at=at,
+        topic="",
+    )
+
+
+def profiles_merged(
+    *, tenant: str, survivor: str, merged: str, merge_id: str, undo: bool = False
+) -> NewEvent:
+    """Profile's ProfilesMerged (or, with undo, ProfilesUnmerged) on the survivor's stream."""
+    cls = pe.ProfilesUnmerged if undo else pe.ProfilesMerged
+    return NewEvent(
+        event_id=deterministic_event_id("test-merge", merge_id, "undo" if undo else "do"),
+        tenant_id=tenant,
+        aggregate_type="customer",
+        aggregate_id=survivor,
+        payload=cls(
+            merge_id=merge_id,
+            survivor_customer_id=survivor,
+            merged_customer_id=merged,
+            evidence=pe.Evidence(rule="manual", actor="agent:ana"),
+        ),
+        occurred_at=datetime.now(UTC),
+        topic="",
+    )
+
+
+def consent_changed(
+    *,
+    tenant: str,
+    customer_id: str,
+    channel: str,
+    purpose: str,
+    granted: bool,
+    at: datetime | None = None,
+) -> NewEvent:
+    return NewEvent(
+        event_id=deterministic_event_id(
+            "test-consent", tenant, customer_id, channel, purpose, str(granted)
+        ),
+        tenant_id=tenant,
+        aggregate_type="customer",
+        aggregate_id=customer_id,
+        payload=pe.ConsentChanged(
+            customer_id=customer_id,
+            channel=channel,
+            purpose=purpose,
+            granted=granted,
+            source="keyword",
+            evidence=pe.Evidence(rule="keyword", actor="system", note="STOP"),
+        ),
+        occurred_at=at or datetime.now(UTC),
+        topic="",
+    )
+
+
+def foreign_event(
+    *, tenant: str, event_type: str, aggregate_id: str, fields: dict, at: datetime | None = None
+) -> tuple[NewEvent, str]:
+    """An event of a service whose contract has no such message yet (orders, payments): a
+    genuine envelope with the event type name, its fields in a google.protobuf.Struct payload.
+    Returns the event and the event type to stamp on the envelope."""
+    payload = struct_pb2.Struct()
+    payload.update(fields)
+    return (
+        NewEvent(
+            event_id=deterministic_event_id("test-foreign", tenant, event_type, aggregate_id),
+            tenant_id=tenant,
+            aggregate_type=event_type.split(".")[1].rstrip("s"),
+            aggregate_id=aggregate_id,
+            payload=payload,
+            occurred_at=at or datetime.now(UTC),
+            topic="",
+        ),
+        event_type,
+    )
+
+
 @dataclass
 class Bus:
     """A private set of topics on the shared broker, with a producer and offset probes (test
@@ -120,12 +307,24 @@ class Bus:
     inbound: str
     profile: str
     conversation: str
+    orders: str
+    payments: str
     producer: AIOKafkaProducer
     sent: list[NewEvent] = field(default_factory=list)
 
     message_received = staticmethod(message_received)
     identity_linked = staticmethod(identity_linked)
+    status_updated = staticmethod(status_updated)
+    outbound_sent = staticmethod(outbound_sent)
+    outbound_failed = staticmethod(outbound_failed)
+    profiles_merged = staticmethod(profiles_merged)
+    consent_changed = staticmethod(consent_changed)
+    foreign_event = staticmethod(foreign_event)
     wait_until = staticmethod(wait_until)
+
+    @property
+    def timeline_topics(self) -> list[str]:
+        return [self.inbound, self.profile, self.orders, self.payments]
 
     @staticmethod
     async def wait_published(runtime: ServiceRuntime, timeout: float = 30.0) -> None:
@@ -137,10 +336,18 @@ class Bus:
         await runtime.relay.wait_published(last, timeout)
 
     async def produce(
-        self, topic: str, event: NewEvent, *, source: str = "gateway", traceparent: str = ""
+        self,
+        topic: str,
+        event: NewEvent,
+        *,
+        source: str = "gateway",
+        traceparent: str = "",
+        event_type: str = "",
     ) -> None:
         envelope = event.to_envelope(source, event.aggregate_version or 1, utcnow())
-        headers = [("ce_id", event.event_id.encode()), ("ce_type", event.event_type.encode())]
+        if event_type:
+            envelope.event_type = event_type
+        headers = [("ce_id", event.event_id.encode()), ("ce_type", envelope.event_type.encode())]
         if traceparent:
             headers.append(("traceparent", traceparent.encode()))
         await self.producer.send_and_wait(
@@ -149,7 +356,11 @@ class Bus:
         self.sent.append(event)
 
     async def end_offsets(self, *topics: str) -> dict[tuple[str, int], int]:
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
+        """The real end of each partition (Tansu reports the last batch's base offset + 1 as
+        the end; `log_end_offsets` probes past it)."""
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap, enable_auto_commit=False, fetch_max_wait_ms=50
+        )
         await consumer.start()
         try:
             partitions = []
@@ -159,7 +370,8 @@ class Bus:
                     await consumer._client.force_metadata_update()
                     ids = consumer.partitions_for_topic(topic)
                 partitions += [TopicPartition(topic, p) for p in ids]
-            ends = await consumer.end_offsets(partitions)
+            consumer.assign(partitions)
+            ends = await log_end_offsets(consumer, partitions, probe_timeout_ms=50)
             return {(tp.topic, tp.partition): off for tp, off in ends.items()}
         finally:
             await consumer.stop()
@@ -205,7 +417,9 @@ class Bus:
 @contextlib.asynccontextmanager
 async def _bus(bootstrap: str) -> AsyncIterator[Bus]:
     suffix = unique_name("t")
-    names = [f"{suffix}.{kind}" for kind in ("inbound", "profile", "conversation")]
+    names = [
+        f"{suffix}.{kind}" for kind in ("inbound", "profile", "conversation", "orders", "payments")
+    ]
     await ensure_topics(bootstrap, names, partitions=3)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=1)
     await producer.start()

@@ -214,7 +214,7 @@ async def test_duplicates_yield_one_message(conversation, bus) -> None:
     assert len(events) == 2
 
 
-async def test_ordering_is_preserved_and_statuses_are_ignored(conversation, bus) -> None:
+async def test_ordering_is_preserved_and_unknown_statuses_wait(conversation, bus) -> None:
     tenant, customer = unique_name("tenant"), unique_name("customer")
     await bus.produce(
         bus.profile,
@@ -258,6 +258,12 @@ async def test_ordering_is_preserved_and_statuses_are_ignored(conversation, bus)
             conn, tenant, domain.conversation_id_for(tenant, customer)
         )
     assert (state.message_count, state.version) == (25, 26)
+    # A status for a message this service has not seen sent waits for its OutboundMessageSent.
+    parked_statuses = await conversation.runtime.pool.fetchval(
+        f"SELECT count(*) FROM {conversation.runtime.schema}.parked_statuses WHERE tenant_id = $1",
+        tenant,
+    )
+    assert parked_statuses == 1
 
 
 async def test_replay_changes_nothing_and_log_rebuilds_read_models(
@@ -387,6 +393,37 @@ async def test_with_the_real_profile_service(
         listed = await conv.rm.list_conversations(conn, tenant, limit=10)
     assert len(listed) == 3
 
+    # The first WhatsApp customer now texts from the same number over SMS: profile links the
+    # SMS identity to the same customer (same phone), so it is one conversation with both.
+    await bus.produce(
+        bus.inbound,
+        bus.message_received(
+            tenant=tenant,
+            address="+16505558001",
+            channel="sms",
+            account="sms-acc",
+            text="same person, on SMS",
+            at=T0 + timedelta(minutes=1),
+        ),
+    )
+    await bus.wait_caught_up(profile_projector)
+    await bus.wait_published(profile_rt)
+    await bus.wait_caught_up(conv.projector)
+    async with profile_rt.pool.acquire() as conn:
+        sms = await profile_rm.find_by_identity(conn, tenant, "sms", "+16505558001")
+    assert sms is not None
+    whatsapp_customer = profile_domain.customer_id_for(tenant, "whatsapp", "16505558001")
+    assert sms.customer_id == whatsapp_customer
+    messages = await timeline(conv, tenant, whatsapp_customer)
+    assert [m.channel for m in messages] == ["whatsapp"] * 5 + ["sms"]
+    assert messages[-1].text == "same person, on SMS"
+    async with conv.runtime.pool.acquire() as conn:
+        assert len(await conv.rm.list_conversations(conn, tenant, limit=10)) == 3
+        state = await conv.rm.get(
+            conn, tenant, domain.conversation_id_for(tenant, whatsapp_customer)
+        )
+    assert state is not None and state.last_channel == "sms"
+
 
 async def test_composition_root_wires_the_service(database_url, fresh_schema, kafka_bootstrap):
     settings = ConversationSettings(
@@ -395,10 +432,20 @@ async def test_composition_root_wires_the_service(database_url, fresh_schema, ka
         kafka=KafkaSettings(bootstrap=kafka_bootstrap),
     )
     assert (settings.service_name, settings.grpc_port) == ("conversation", 50052)
+    assert settings.service_windows == {
+        "whatsapp": 86400,
+        "messenger": 86400,
+        "instagram": 86400,
+        "wechat": 172800,
+    }
     runtime = await build(settings)
     try:
         assert [(p.name, p.topics) for p in runtime.projectors] == [
-            (TIMELINE, [topics.INBOUND, topics.PROFILE])
+            (TIMELINE, [topics.INBOUND, topics.PROFILE, topics.ORDERS, topics.PAYMENTS])
+        ]
+        assert [(name, role) for name, role, _ in runtime._tasks] == [
+            ("read-pool", "grpc"),
+            ("timer", "projectors"),
         ]
         assert [name for _, _, name in runtime._grpc] == [
             "parlay.conversation.v1.ConversationService"
@@ -413,9 +460,28 @@ async def test_composition_root_wires_the_service(database_url, fresh_schema, ka
         assert {
             "conversations",
             "conversation_messages",
+            "conversation_notes",
+            "scheduled_messages",
+            "inbox_config",
+            "sla_targets",
             "identity_map",
             "parked_messages",
+            "parked_statuses",
+            "customer_aliases",
+            "consents",
+            "purchases",
             "events",
         } <= tables
     finally:
         await runtime.stop()
+
+
+def test_service_windows_are_configurable(monkeypatch) -> None:
+    monkeypatch.setenv("PARLAY_SERVICE_WINDOWS", '{"whatsapp": 3600, "LINE": 600, "wechat": 0}')
+    settings = ConversationSettings()
+    assert settings.service_windows == {
+        "whatsapp": 3600,
+        "messenger": 86400,
+        "instagram": 86400,
+        "line": 600,
+    }
