@@ -43,6 +43,21 @@ class RunningService:
         return ""
 
 
+@contextlib.asynccontextmanager
+async def private_broker(workdir: Path):
+    """A broker of the stack's own. Every gateway consumes parlay.conversation.v1 and every
+    normalizer the raw webhooks topic, so two stacks on one broker would act on each other's
+    events (one deployment per broker is the production shape)."""
+    from parlay_kit.broker import LocalBroker
+
+    broker = LocalBroker(port=free_port(), log_path=workdir / "broker.log")
+    await broker.start()
+    try:
+        yield broker.bootstrap
+    finally:
+        await broker.stop()
+
+
 @dataclass
 class ServiceStack:
     database_url: str

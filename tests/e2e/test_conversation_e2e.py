@@ -22,7 +22,7 @@ from parlay.conversation.v1 import conversation_service_pb2 as conv_pb
 from parlay.conversation.v1 import conversation_service_pb2_grpc as conv_grpc
 from parlay.gateway.v1 import gateway_events_pb2 as ge
 
-from .stack import ServiceStack
+from .stack import ServiceStack, private_broker
 from .whatsapp import APP_SECRET, account, signed_headers, text_message, webhook
 
 pytestmark = [
@@ -48,15 +48,17 @@ async def standin():
 async def stack(kafka_bootstrap, database_url, tmp_path_factory, standin):
     from parlay_standins import env_for
 
-    s = ServiceStack(database_url, kafka_bootstrap, tmp_path_factory.mktemp("conv-stack"))
-    s.extra_env.update(env_for(standin.url))
-    try:
-        await s.start(accounts=[account(ACCOUNT, s.tenant_id)])
-    except Exception:
+    workdir = tmp_path_factory.mktemp("conv-stack")
+    async with private_broker(workdir) as bootstrap:
+        s = ServiceStack(database_url, bootstrap, workdir)
+        s.extra_env.update(env_for(standin.url))
+        try:
+            await s.start(accounts=[account(ACCOUNT, s.tenant_id)])
+        except Exception:
+            s.stop()
+            raise
+        yield s
         s.stop()
-        raise
-    yield s
-    s.stop()
 
 
 async def eventually(probe, timeout: float = 60.0, what: str = "condition"):

@@ -24,7 +24,7 @@ from parlay.conversation.v1 import conversation_service_pb2 as conv_pb
 from parlay.conversation.v1 import conversation_service_pb2_grpc as conv_grpc
 from parlay.gateway.v1 import gateway_events_pb2 as ge
 
-from .stack import ServiceStack
+from .stack import ServiceStack, private_broker
 
 CHROMIUM = os.environ.get("PARLAY_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -79,21 +79,23 @@ def shop_page(gateway_url: str) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 async def stack(kafka_bootstrap, database_url, tmp_path_factory):
-    s = ServiceStack(database_url, kafka_bootstrap, tmp_path_factory.mktemp("webchat-stack"))
-    account = {
-        "tenant_id": s.tenant_id,
-        "channel_account_id": ACCOUNT,
-        "channel": "webchat",
-        "credentials": {"identity_secret": "e2e-identity-secret"},
-        "settings": {},
-    }
-    try:
-        await s.start(accounts=[account])
-    except Exception:
+    workdir = tmp_path_factory.mktemp("webchat-stack")
+    async with private_broker(workdir) as bootstrap:
+        s = ServiceStack(database_url, bootstrap, workdir)
+        account = {
+            "tenant_id": s.tenant_id,
+            "channel_account_id": ACCOUNT,
+            "channel": "webchat",
+            "credentials": {"identity_secret": "e2e-identity-secret"},
+            "settings": {},
+        }
+        try:
+            await s.start(accounts=[account])
+        except Exception:
+            s.stop()
+            raise
+        yield s
         s.stop()
-        raise
-    yield s
-    s.stop()
 
 
 async def eventually(probe, timeout: float = 60.0, what: str = "condition"):
