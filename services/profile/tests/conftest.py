@@ -21,6 +21,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from parlay.gateway.v1 import gateway_events_pb2 as ge
 from parlay_kit.broker import ensure_topics
 from parlay_kit.envelope import NewEvent, deterministic_event_id, encode, utcnow
+from parlay_kit.kafka import log_end_offsets
 from parlay_kit.projector import Projector
 from parlay_kit.runtime import ServiceRuntime
 from parlay_kit.settings import KafkaSettings
@@ -119,7 +120,11 @@ class Bus:
         self.sent.append(event)
 
     async def end_offsets(self, *topics: str) -> dict[tuple[str, int], int]:
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
+        # The real end of each partition: Tansu reports the last batch's base offset + 1, so a
+        # "caught up" check on end_offsets() could pass before the projector applied a batch.
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap, enable_auto_commit=False, fetch_max_wait_ms=50
+        )
         await consumer.start()
         try:
             partitions = []
@@ -129,7 +134,8 @@ class Bus:
                     await consumer._client.force_metadata_update()
                     ids = consumer.partitions_for_topic(topic)
                 partitions += [TopicPartition(topic, p) for p in ids]
-            ends = await consumer.end_offsets(partitions)
+            consumer.assign(partitions)
+            ends = await log_end_offsets(consumer, partitions, probe_timeout_ms=50)
             return {(tp.topic, tp.partition): off for tp, off in ends.items()}
         finally:
             await consumer.stop()
