@@ -461,3 +461,74 @@ class OutboundMessageFailed(_message.Message):
     attempts: int
     failed_at: _timestamp_pb2.Timestamp
     def __init__(self, request_event_id: _Optional[str] = ..., message_id: _Optional[str] = ..., conversation_id: _Optional[str] = ..., channel: _Optional[str] = ..., channel_account_id: _Optional[str] = ..., recipient: _Optional[_Union[ChannelAddress, _Mapping]] = ..., error_code: _Optional[str] = ..., error_message: _Optional[str] = ..., attempts: _Optional[int] = ..., failed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class PaymentProviderEventReceived(_message.Message):
+    __slots__ = ("provider", "channel_account_id", "provider_event_id", "event_type", "object_type", "object_id", "checkout_session_id", "payment_intent_id", "charge_id", "client_reference_id", "metadata", "amount_minor", "amount_refunded_minor", "currency", "status", "created_at", "livemode", "webhook_event_id")
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    CHANNEL_ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    EVENT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    OBJECT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    OBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    CHECKOUT_SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    PAYMENT_INTENT_ID_FIELD_NUMBER: _ClassVar[int]
+    CHARGE_ID_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_REFERENCE_ID_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_MINOR_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_REFUNDED_MINOR_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    LIVEMODE_FIELD_NUMBER: _ClassVar[int]
+    WEBHOOK_EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    provider: str
+    channel_account_id: str
+    provider_event_id: str
+    event_type: str
+    object_type: str
+    object_id: str
+    checkout_session_id: str
+    payment_intent_id: str
+    charge_id: str
+    client_reference_id: str
+    metadata: _containers.ScalarMap[str, str]
+    amount_minor: int
+    amount_refunded_minor: int
+    currency: str
+    status: str
+    created_at: _timestamp_pb2.Timestamp
+    livemode: bool
+    webhook_event_id: str
+    def __init__(self, provider: _Optional[str] = ..., channel_account_id: _Optional[str] = ..., provider_event_id: _Optional[str] = ..., event_type: _Optional[str] = ..., object_type: _Optional[str] = ..., object_id: _Optional[str] = ..., checkout_session_id: _Optional[str] = ..., payment_intent_id: _Optional[str] = ..., charge_id: _Optional[str] = ..., client_reference_id: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., amount_minor: _Optional[int] = ..., amount_refunded_minor: _Optional[int] = ..., currency: _Optional[str] = ..., status: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., livemode: _Optional[bool] = ..., webhook_event_id: _Optional[str] = ...) -> None: ...
+
+class ChannelPaymentActionCompleted(_message.Message):
+    __slots__ = ("channel", "channel_account_id", "action", "request_event_id", "payment_id", "ok", "error_code", "error_message", "provider_message_id", "completed_at")
+    CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    CHANNEL_ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    PAYMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    OK_FIELD_NUMBER: _ClassVar[int]
+    ERROR_CODE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    COMPLETED_AT_FIELD_NUMBER: _ClassVar[int]
+    channel: str
+    channel_account_id: str
+    action: str
+    request_event_id: str
+    payment_id: str
+    ok: bool
+    error_code: str
+    error_message: str
+    provider_message_id: str
+    completed_at: _timestamp_pb2.Timestamp
+    def __init__(self, channel: _Optional[str] = ..., channel_account_id: _Optional[str] = ..., action: _Optional[str] = ..., request_event_id: _Optional[str] = ..., payment_id: _Optional[str] = ..., ok: _Optional[bool] = ..., error_code: _Optional[str] = ..., error_message: _Optional[str] = ..., provider_message_id: _Optional[str] = ..., completed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...

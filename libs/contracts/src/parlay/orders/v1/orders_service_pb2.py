@@ -22,21 +22,58 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%parlay/orders/v1/orders_service.proto\x12\x10parlay.orders.v1\"Q\n\x05Order\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x03 \x01(\t\x12\x0e\n\x06status\x18\x04 \x01(\t\"#\n\x0fGetOrderRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\":\n\x10GetOrderResponse\x12&\n\x05order\x18\x01 \x01(\x0b\x32\x17.parlay.orders.v1.Order2b\n\rOrdersService\x12Q\n\x08GetOrder\x12!.parlay.orders.v1.GetOrderRequest\x1a\".parlay.orders.v1.GetOrderResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%parlay/orders/v1/orders_service.proto\x12\x10parlay.orders.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb6\x01\n\x07Product\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0bprice_minor\x18\x03 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x04 \x01(\t\x12\x11\n\tavailable\x18\x05 \x01(\x08\x12\x13\n\x0b\x64\x65scription\x18\x06 \x01(\t\x12\x11\n\timage_url\x18\x07 \x01(\t\x12.\n\nupdated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x98\x01\n\tOrderItem\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x10\n\x08quantity\x18\x03 \x01(\x03\x12\x18\n\x10unit_price_minor\x18\x04 \x01(\x03\x12\x1b\n\x13\x63\x61talog_price_minor\x18\x05 \x01(\x03\x12\x18\n\x10line_total_minor\x18\x06 \x01(\x03\x12\r\n\x05issue\x18\x07 \x01(\t\"\x94\x04\n\x05Order\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x03 \x01(\t\x12\x0e\n\x06status\x18\x04 \x01(\t\x12\x17\n\x0f\x63onversation_id\x18\x05 \x01(\t\x12*\n\x05items\x18\x06 \x03(\x0b\x32\x1b.parlay.orders.v1.OrderItem\x12\x13\n\x0btotal_minor\x18\x07 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x08 \x01(\t\x12\x16\n\x0epayment_method\x18\t \x01(\t\x12\x0e\n\x06source\x18\n \x01(\t\x12\x0e\n\x06issues\x18\x0b \x03(\t\x12\x12\n\npayment_id\x18\x0c \x01(\t\x12\x12\n\npaid_minor\x18\r \x01(\x03\x12\x16\n\x0erefunded_minor\x18\x0e \x01(\x03\x12\x14\n\x0cpayment_flag\x18\x0f \x01(\t\x12\x0f\n\x07\x63\x61rrier\x18\x10 \x01(\t\x12\x15\n\rtracking_code\x18\x11 \x01(\t\x12\x15\n\rcancel_reason\x18\x12 \x01(\t\x12\x17\n\x0fpayment_attempt\x18\x13 \x01(\x05\x12\x0f\n\x07version\x18\x14 \x01(\x03\x12.\n\ncreated_at\x18\x15 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x16 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"B\n\x14UpsertProductRequest\x12*\n\x07product\x18\x01 \x01(\x0b\x32\x19.parlay.orders.v1.Product\"C\n\x15UpsertProductResponse\x12*\n\x07product\x18\x01 \x01(\x0b\x32\x19.parlay.orders.v1.Product\"T\n\x13ListProductsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x16\n\x0e\x61vailable_only\x18\x03 \x01(\x08\"\\\n\x14ListProductsResponse\x12+\n\x08products\x18\x01 \x03(\x0b\x32\x19.parlay.orders.v1.Product\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"0\n\x0f\x43reateOrderItem\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12\x10\n\x08quantity\x18\x02 \x01(\x03\"\xa5\x01\n\x12\x43reateOrderRequest\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12\x17\n\x0f\x63onversation_id\x18\x02 \x01(\t\x12\x30\n\x05items\x18\x03 \x03(\x0b\x32!.parlay.orders.v1.CreateOrderItem\x12\x17\n\x0fidempotency_key\x18\x04 \x01(\t\x12\x16\n\x0epayment_method\x18\x05 \x01(\t\"=\n\x13\x43reateOrderResponse\x12&\n\x05order\x18\x01 \x01(\x0b\x32\x17.parlay.orders.v1.Order\"#\n\x0fGetOrderRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\":\n\x10GetOrderResponse\x12&\n\x05order\x18\x01 \x01(\x0b\x32\x17.parlay.orders.v1.Order\"_\n\x11ListOrdersRequest\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"V\n\x12ListOrdersResponse\x12\'\n\x06orders\x18\x01 \x03(\x0b\x32\x17.parlay.orders.v1.Order\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"?\n\x13\x43onfirmOrderRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x16\n\x0epayment_method\x18\x02 \x01(\t\">\n\x14\x43onfirmOrderResponse\x12&\n\x05order\x18\x01 \x01(\x0b\x32\x17.parlay.orders.v1.Order\"6\n\x12\x43\x61ncelOrderRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"=\n\x13\x43\x61ncelOrderResponse\x12&\n\x05order\x18\x01 \x01(\x0b\x32\x17.parlay.orders.v1.Order\"\x97\x01\n\x18UpdateFulfillmentRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x33\n\x06status\x18\x02 \x01(\x0e\x32#.parlay.orders.v1.FulfillmentStatus\x12\x0f\n\x07\x63\x61rrier\x18\x03 \x01(\t\x12\x15\n\rtracking_code\x18\x04 \x01(\t\x12\x0c\n\x04note\x18\x05 \x01(\t\"C\n\x19UpdateFulfillmentResponse\x12&\n\x05order\x18\x01 \x01(\x0b\x32\x17.parlay.orders.v1.Order*\x82\x01\n\x11\x46ulfillmentStatus\x12\"\n\x1e\x46ULFILLMENT_STATUS_UNSPECIFIED\x10\x00\x12\'\n#FULFILLMENT_STATUS_OUT_FOR_DELIVERY\x10\x01\x12 \n\x1c\x46ULFILLMENT_STATUS_DELIVERED\x10\x02\x32\x81\x06\n\rOrdersService\x12`\n\rUpsertProduct\x12&.parlay.orders.v1.UpsertProductRequest\x1a\'.parlay.orders.v1.UpsertProductResponse\x12]\n\x0cListProducts\x12%.parlay.orders.v1.ListProductsRequest\x1a&.parlay.orders.v1.ListProductsResponse\x12Z\n\x0b\x43reateOrder\x12$.parlay.orders.v1.CreateOrderRequest\x1a%.parlay.orders.v1.CreateOrderResponse\x12Q\n\x08GetOrder\x12!.parlay.orders.v1.GetOrderRequest\x1a\".parlay.orders.v1.GetOrderResponse\x12W\n\nListOrders\x12#.parlay.orders.v1.ListOrdersRequest\x1a$.parlay.orders.v1.ListOrdersResponse\x12]\n\x0c\x43onfirmOrder\x12%.parlay.orders.v1.ConfirmOrderRequest\x1a&.parlay.orders.v1.ConfirmOrderResponse\x12Z\n\x0b\x43\x61ncelOrder\x12$.parlay.orders.v1.CancelOrderRequest\x1a%.parlay.orders.v1.CancelOrderResponse\x12l\n\x11UpdateFulfillment\x12*.parlay.orders.v1.UpdateFulfillmentRequest\x1a+.parlay.orders.v1.UpdateFulfillmentResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'parlay.orders.v1.orders_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ORDER']._serialized_start=59
-  _globals['_ORDER']._serialized_end=140
-  _globals['_GETORDERREQUEST']._serialized_start=142
-  _globals['_GETORDERREQUEST']._serialized_end=177
-  _globals['_GETORDERRESPONSE']._serialized_start=179
-  _globals['_GETORDERRESPONSE']._serialized_end=237
-  _globals['_ORDERSSERVICE']._serialized_start=239
-  _globals['_ORDERSSERVICE']._serialized_end=337
+  _globals['_FULFILLMENTSTATUS']._serialized_start=2319
+  _globals['_FULFILLMENTSTATUS']._serialized_end=2449
+  _globals['_PRODUCT']._serialized_start=93
+  _globals['_PRODUCT']._serialized_end=275
+  _globals['_ORDERITEM']._serialized_start=278
+  _globals['_ORDERITEM']._serialized_end=430
+  _globals['_ORDER']._serialized_start=433
+  _globals['_ORDER']._serialized_end=965
+  _globals['_UPSERTPRODUCTREQUEST']._serialized_start=967
+  _globals['_UPSERTPRODUCTREQUEST']._serialized_end=1033
+  _globals['_UPSERTPRODUCTRESPONSE']._serialized_start=1035
+  _globals['_UPSERTPRODUCTRESPONSE']._serialized_end=1102
+  _globals['_LISTPRODUCTSREQUEST']._serialized_start=1104
+  _globals['_LISTPRODUCTSREQUEST']._serialized_end=1188
+  _globals['_LISTPRODUCTSRESPONSE']._serialized_start=1190
+  _globals['_LISTPRODUCTSRESPONSE']._serialized_end=1282
+  _globals['_CREATEORDERITEM']._serialized_start=1284
+  _globals['_CREATEORDERITEM']._serialized_end=1332
+  _globals['_CREATEORDERREQUEST']._serialized_start=1335
+  _globals['_CREATEORDERREQUEST']._serialized_end=1500
+  _globals['_CREATEORDERRESPONSE']._serialized_start=1502
+  _globals['_CREATEORDERRESPONSE']._serialized_end=1563
+  _globals['_GETORDERREQUEST']._serialized_start=1565
+  _globals['_GETORDERREQUEST']._serialized_end=1600
+  _globals['_GETORDERRESPONSE']._serialized_start=1602
+  _globals['_GETORDERRESPONSE']._serialized_end=1660
+  _globals['_LISTORDERSREQUEST']._serialized_start=1662
+  _globals['_LISTORDERSREQUEST']._serialized_end=1757
+  _globals['_LISTORDERSRESPONSE']._serialized_start=1759
+  _globals['_LISTORDERSRESPONSE']._serialized_end=1845
+  _globals['_CONFIRMORDERREQUEST']._serialized_start=1847
+  _globals['_CONFIRMORDERREQUEST']._serialized_end=1910
+  _globals['_CONFIRMORDERRESPONSE']._serialized_start=1912
+  _globals['_CONFIRMORDERRESPONSE']._serialized_end=1974
+  _globals['_CANCELORDERREQUEST']._serialized_start=1976
+  _globals['_CANCELORDERREQUEST']._serialized_end=2030
+  _globals['_CANCELORDERRESPONSE']._serialized_start=2032
+  _globals['_CANCELORDERRESPONSE']._serialized_end=2093
+  _globals['_UPDATEFULFILLMENTREQUEST']._serialized_start=2096
+  _globals['_UPDATEFULFILLMENTREQUEST']._serialized_end=2247
+  _globals['_UPDATEFULFILLMENTRESPONSE']._serialized_start=2249
+  _globals['_UPDATEFULFILLMENTRESPONSE']._serialized_end=2316
+  _globals['_ORDERSSERVICE']._serialized_start=2452
+  _globals['_ORDERSSERVICE']._serialized_end=3221
 # @@protoc_insertion_point(module_scope)

@@ -26,7 +26,7 @@ if _version_not_supported:
 
 
 class OrdersServiceStub:
-    """OrdersService owns the catalog, carts and orders. Its RPCs arrive with the order-to-cash work.
+    """OrdersService owns the catalog and the orders. Every call is scoped to the caller's tenant.
     """
 
     def __init__(self, channel):
@@ -35,18 +35,97 @@ class OrdersServiceStub:
         Args:
             channel: A grpc.Channel.
         """
+        self.UpsertProduct = channel.unary_unary(
+                '/parlay.orders.v1.OrdersService/UpsertProduct',
+                request_serializer=parlay_dot_orders_dot_v1_dot_orders__service__pb2.UpsertProductRequest.SerializeToString,
+                response_deserializer=parlay_dot_orders_dot_v1_dot_orders__service__pb2.UpsertProductResponse.FromString,
+                _registered_method=True)
+        self.ListProducts = channel.unary_unary(
+                '/parlay.orders.v1.OrdersService/ListProducts',
+                request_serializer=parlay_dot_orders_dot_v1_dot_orders__service__pb2.ListProductsRequest.SerializeToString,
+                response_deserializer=parlay_dot_orders_dot_v1_dot_orders__service__pb2.ListProductsResponse.FromString,
+                _registered_method=True)
+        self.CreateOrder = channel.unary_unary(
+                '/parlay.orders.v1.OrdersService/CreateOrder',
+                request_serializer=parlay_dot_orders_dot_v1_dot_orders__service__pb2.CreateOrderRequest.SerializeToString,
+                response_deserializer=parlay_dot_orders_dot_v1_dot_orders__service__pb2.CreateOrderResponse.FromString,
+                _registered_method=True)
         self.GetOrder = channel.unary_unary(
                 '/parlay.orders.v1.OrdersService/GetOrder',
                 request_serializer=parlay_dot_orders_dot_v1_dot_orders__service__pb2.GetOrderRequest.SerializeToString,
                 response_deserializer=parlay_dot_orders_dot_v1_dot_orders__service__pb2.GetOrderResponse.FromString,
                 _registered_method=True)
+        self.ListOrders = channel.unary_unary(
+                '/parlay.orders.v1.OrdersService/ListOrders',
+                request_serializer=parlay_dot_orders_dot_v1_dot_orders__service__pb2.ListOrdersRequest.SerializeToString,
+                response_deserializer=parlay_dot_orders_dot_v1_dot_orders__service__pb2.ListOrdersResponse.FromString,
+                _registered_method=True)
+        self.ConfirmOrder = channel.unary_unary(
+                '/parlay.orders.v1.OrdersService/ConfirmOrder',
+                request_serializer=parlay_dot_orders_dot_v1_dot_orders__service__pb2.ConfirmOrderRequest.SerializeToString,
+                response_deserializer=parlay_dot_orders_dot_v1_dot_orders__service__pb2.ConfirmOrderResponse.FromString,
+                _registered_method=True)
+        self.CancelOrder = channel.unary_unary(
+                '/parlay.orders.v1.OrdersService/CancelOrder',
+                request_serializer=parlay_dot_orders_dot_v1_dot_orders__service__pb2.CancelOrderRequest.SerializeToString,
+                response_deserializer=parlay_dot_orders_dot_v1_dot_orders__service__pb2.CancelOrderResponse.FromString,
+                _registered_method=True)
+        self.UpdateFulfillment = channel.unary_unary(
+                '/parlay.orders.v1.OrdersService/UpdateFulfillment',
+                request_serializer=parlay_dot_orders_dot_v1_dot_orders__service__pb2.UpdateFulfillmentRequest.SerializeToString,
+                response_deserializer=parlay_dot_orders_dot_v1_dot_orders__service__pb2.UpdateFulfillmentResponse.FromString,
+                _registered_method=True)
 
 
 class OrdersServiceServicer:
-    """OrdersService owns the catalog, carts and orders. Its RPCs arrive with the order-to-cash work.
+    """OrdersService owns the catalog and the orders. Every call is scoped to the caller's tenant.
     """
 
+    def UpsertProduct(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListProducts(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateOrder(self, request, context):
+        """Idempotent by idempotency_key: the same key returns the first order.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetOrder(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListOrders(self, request, context):
+        """A customer's orders, newest first (a merged customer's orders are found under the survivor).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ConfirmOrder(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelOrder(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateFulfillment(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -55,10 +134,45 @@ class OrdersServiceServicer:
 
 def add_OrdersServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
+            'UpsertProduct': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpsertProduct,
+                    request_deserializer=parlay_dot_orders_dot_v1_dot_orders__service__pb2.UpsertProductRequest.FromString,
+                    response_serializer=parlay_dot_orders_dot_v1_dot_orders__service__pb2.UpsertProductResponse.SerializeToString,
+            ),
+            'ListProducts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListProducts,
+                    request_deserializer=parlay_dot_orders_dot_v1_dot_orders__service__pb2.ListProductsRequest.FromString,
+                    response_serializer=parlay_dot_orders_dot_v1_dot_orders__service__pb2.ListProductsResponse.SerializeToString,
+            ),
+            'CreateOrder': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateOrder,
+                    request_deserializer=parlay_dot_orders_dot_v1_dot_orders__service__pb2.CreateOrderRequest.FromString,
+                    response_serializer=parlay_dot_orders_dot_v1_dot_orders__service__pb2.CreateOrderResponse.SerializeToString,
+            ),
             'GetOrder': grpc.unary_unary_rpc_method_handler(
                     servicer.GetOrder,
                     request_deserializer=parlay_dot_orders_dot_v1_dot_orders__service__pb2.GetOrderRequest.FromString,
                     response_serializer=parlay_dot_orders_dot_v1_dot_orders__service__pb2.GetOrderResponse.SerializeToString,
+            ),
+            'ListOrders': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListOrders,
+                    request_deserializer=parlay_dot_orders_dot_v1_dot_orders__service__pb2.ListOrdersRequest.FromString,
+                    response_serializer=parlay_dot_orders_dot_v1_dot_orders__service__pb2.ListOrdersResponse.SerializeToString,
+            ),
+            'ConfirmOrder': grpc.unary_unary_rpc_method_handler(
+                    servicer.ConfirmOrder,
+                    request_deserializer=parlay_dot_orders_dot_v1_dot_orders__service__pb2.ConfirmOrderRequest.FromString,
+                    response_serializer=parlay_dot_orders_dot_v1_dot_orders__service__pb2.ConfirmOrderResponse.SerializeToString,
+            ),
+            'CancelOrder': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelOrder,
+                    request_deserializer=parlay_dot_orders_dot_v1_dot_orders__service__pb2.CancelOrderRequest.FromString,
+                    response_serializer=parlay_dot_orders_dot_v1_dot_orders__service__pb2.CancelOrderResponse.SerializeToString,
+            ),
+            'UpdateFulfillment': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateFulfillment,
+                    request_deserializer=parlay_dot_orders_dot_v1_dot_orders__service__pb2.UpdateFulfillmentRequest.FromString,
+                    response_serializer=parlay_dot_orders_dot_v1_dot_orders__service__pb2.UpdateFulfillmentResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -69,8 +183,89 @@ def add_OrdersServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class OrdersService:
-    """OrdersService owns the catalog, carts and orders. Its RPCs arrive with the order-to-cash work.
+    """OrdersService owns the catalog and the orders. Every call is scoped to the caller's tenant.
     """
+
+    @staticmethod
+    def UpsertProduct(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/parlay.orders.v1.OrdersService/UpsertProduct',
+            parlay_dot_orders_dot_v1_dot_orders__service__pb2.UpsertProductRequest.SerializeToString,
+            parlay_dot_orders_dot_v1_dot_orders__service__pb2.UpsertProductResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListProducts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/parlay.orders.v1.OrdersService/ListProducts',
+            parlay_dot_orders_dot_v1_dot_orders__service__pb2.ListProductsRequest.SerializeToString,
+            parlay_dot_orders_dot_v1_dot_orders__service__pb2.ListProductsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateOrder(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/parlay.orders.v1.OrdersService/CreateOrder',
+            parlay_dot_orders_dot_v1_dot_orders__service__pb2.CreateOrderRequest.SerializeToString,
+            parlay_dot_orders_dot_v1_dot_orders__service__pb2.CreateOrderResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
 
     @staticmethod
     def GetOrder(request,
@@ -89,6 +284,114 @@ class OrdersService:
             '/parlay.orders.v1.OrdersService/GetOrder',
             parlay_dot_orders_dot_v1_dot_orders__service__pb2.GetOrderRequest.SerializeToString,
             parlay_dot_orders_dot_v1_dot_orders__service__pb2.GetOrderResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListOrders(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/parlay.orders.v1.OrdersService/ListOrders',
+            parlay_dot_orders_dot_v1_dot_orders__service__pb2.ListOrdersRequest.SerializeToString,
+            parlay_dot_orders_dot_v1_dot_orders__service__pb2.ListOrdersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ConfirmOrder(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/parlay.orders.v1.OrdersService/ConfirmOrder',
+            parlay_dot_orders_dot_v1_dot_orders__service__pb2.ConfirmOrderRequest.SerializeToString,
+            parlay_dot_orders_dot_v1_dot_orders__service__pb2.ConfirmOrderResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelOrder(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/parlay.orders.v1.OrdersService/CancelOrder',
+            parlay_dot_orders_dot_v1_dot_orders__service__pb2.CancelOrderRequest.SerializeToString,
+            parlay_dot_orders_dot_v1_dot_orders__service__pb2.CancelOrderResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateFulfillment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/parlay.orders.v1.OrdersService/UpdateFulfillment',
+            parlay_dot_orders_dot_v1_dot_orders__service__pb2.UpdateFulfillmentRequest.SerializeToString,
+            parlay_dot_orders_dot_v1_dot_orders__service__pb2.UpdateFulfillmentResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -22,21 +22,36 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)parlay/payments/v1/payments_service.proto\x12\x12parlay.payments.v1\"R\n\x07Payment\x12\x12\n\npayment_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x10\n\x08order_id\x18\x03 \x01(\t\x12\x0e\n\x06status\x18\x04 \x01(\t\"\'\n\x11GetPaymentRequest\x12\x12\n\npayment_id\x18\x01 \x01(\t\"B\n\x12GetPaymentResponse\x12,\n\x07payment\x18\x01 \x01(\x0b\x32\x1b.parlay.payments.v1.Payment2n\n\x0fPaymentsService\x12[\n\nGetPayment\x12%.parlay.payments.v1.GetPaymentRequest\x1a&.parlay.payments.v1.GetPaymentResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)parlay/payments/v1/payments_service.proto\x12\x12parlay.payments.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9d\x01\n\x06Refund\x12\x11\n\trefund_id\x18\x01 \x01(\t\x12\x14\n\x0c\x61mount_minor\x18\x02 \x01(\x03\x12\x0e\n\x06status\x18\x03 \x01(\t\x12\x1a\n\x12provider_refund_id\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xf6\x03\n\x07Payment\x12\x12\n\npayment_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x10\n\x08order_id\x18\x03 \x01(\t\x12\x0e\n\x06status\x18\x04 \x01(\t\x12\x14\n\x0c\x61mount_minor\x18\x05 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x06 \x01(\t\x12\x0e\n\x06method\x18\x07 \x01(\t\x12\x1b\n\x13provider_session_id\x18\x08 \x01(\t\x12\x14\n\x0c\x63heckout_url\x18\t \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\n \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x0b \x01(\x05\x12\x16\n\x0e\x63\x61ptured_minor\x18\x0c \x01(\x03\x12\x16\n\x0erefunded_minor\x18\r \x01(\x03\x12\x13\n\x0b\x66lag_reason\x18\x0e \x01(\t\x12+\n\x07refunds\x18\x0f \x03(\x0b\x32\x1a.parlay.payments.v1.Refund\x12.\n\nexpires_at\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\ncreated_at\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x12 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07version\x18\x13 \x01(\x03\"\'\n\x11GetPaymentRequest\x12\x12\n\npayment_id\x18\x01 \x01(\t\"B\n\x12GetPaymentResponse\x12,\n\x07payment\x18\x01 \x01(\x0b\x32\x1b.parlay.payments.v1.Payment\"N\n\x13ListPaymentsRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"^\n\x14ListPaymentsResponse\x12-\n\x08payments\x18\x01 \x03(\x0b\x32\x1b.parlay.payments.v1.Payment\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"i\n\x14RefundPaymentRequest\x12\x12\n\npayment_id\x18\x01 \x01(\t\x12\x14\n\x0c\x61mount_minor\x18\x02 \x01(\x03\x12\x17\n\x0fidempotency_key\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\"q\n\x15RefundPaymentResponse\x12,\n\x07payment\x18\x01 \x01(\x0b\x32\x1b.parlay.payments.v1.Payment\x12*\n\x06refund\x18\x02 \x01(\x0b\x32\x1a.parlay.payments.v1.Refund\"\xa6\x01\n\x18RecordCashPaymentRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x14\n\x0c\x61mount_minor\x18\x02 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x03 \x01(\t\x12\x0e\n\x06method\x18\x04 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x05 \x01(\t\x12\x14\n\x0c\x63ollected_by\x18\x06 \x01(\t\x12\x11\n\treference\x18\x07 \x01(\t\"I\n\x19RecordCashPaymentResponse\x12,\n\x07payment\x18\x01 \x01(\x0b\x32\x1b.parlay.payments.v1.Payment2\xa9\x03\n\x0fPaymentsService\x12[\n\nGetPayment\x12%.parlay.payments.v1.GetPaymentRequest\x1a&.parlay.payments.v1.GetPaymentResponse\x12\x61\n\x0cListPayments\x12\'.parlay.payments.v1.ListPaymentsRequest\x1a(.parlay.payments.v1.ListPaymentsResponse\x12\x64\n\rRefundPayment\x12(.parlay.payments.v1.RefundPaymentRequest\x1a).parlay.payments.v1.RefundPaymentResponse\x12p\n\x11RecordCashPayment\x12,.parlay.payments.v1.RecordCashPaymentRequest\x1a-.parlay.payments.v1.RecordCashPaymentResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'parlay.payments.v1.payments_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_PAYMENT']._serialized_start=65
-  _globals['_PAYMENT']._serialized_end=147
-  _globals['_GETPAYMENTREQUEST']._serialized_start=149
-  _globals['_GETPAYMENTREQUEST']._serialized_end=188
-  _globals['_GETPAYMENTRESPONSE']._serialized_start=190
-  _globals['_GETPAYMENTRESPONSE']._serialized_end=256
-  _globals['_PAYMENTSSERVICE']._serialized_start=258
-  _globals['_PAYMENTSSERVICE']._serialized_end=368
+  _globals['_REFUND']._serialized_start=99
+  _globals['_REFUND']._serialized_end=256
+  _globals['_PAYMENT']._serialized_start=259
+  _globals['_PAYMENT']._serialized_end=761
+  _globals['_GETPAYMENTREQUEST']._serialized_start=763
+  _globals['_GETPAYMENTREQUEST']._serialized_end=802
+  _globals['_GETPAYMENTRESPONSE']._serialized_start=804
+  _globals['_GETPAYMENTRESPONSE']._serialized_end=870
+  _globals['_LISTPAYMENTSREQUEST']._serialized_start=872
+  _globals['_LISTPAYMENTSREQUEST']._serialized_end=950
+  _globals['_LISTPAYMENTSRESPONSE']._serialized_start=952
+  _globals['_LISTPAYMENTSRESPONSE']._serialized_end=1046
+  _globals['_REFUNDPAYMENTREQUEST']._serialized_start=1048
+  _globals['_REFUNDPAYMENTREQUEST']._serialized_end=1153
+  _globals['_REFUNDPAYMENTRESPONSE']._serialized_start=1155
+  _globals['_REFUNDPAYMENTRESPONSE']._serialized_end=1268
+  _globals['_RECORDCASHPAYMENTREQUEST']._serialized_start=1271
+  _globals['_RECORDCASHPAYMENTREQUEST']._serialized_end=1437
+  _globals['_RECORDCASHPAYMENTRESPONSE']._serialized_start=1439
+  _globals['_RECORDCASHPAYMENTRESPONSE']._serialized_end=1512
+  _globals['_PAYMENTSSERVICE']._serialized_start=1515
+  _globals['_PAYMENTSSERVICE']._serialized_end=1940
 # @@protoc_insertion_point(module_scope)

@@ -27,7 +27,6 @@ if _version_not_supported:
 
 class PaymentsServiceStub:
     """PaymentsService owns payment requests, provider sessions, captures and refunds.
-    Its RPCs arrive with the order-to-cash work.
     """
 
     def __init__(self, channel):
@@ -41,15 +40,49 @@ class PaymentsServiceStub:
                 request_serializer=parlay_dot_payments_dot_v1_dot_payments__service__pb2.GetPaymentRequest.SerializeToString,
                 response_deserializer=parlay_dot_payments_dot_v1_dot_payments__service__pb2.GetPaymentResponse.FromString,
                 _registered_method=True)
+        self.ListPayments = channel.unary_unary(
+                '/parlay.payments.v1.PaymentsService/ListPayments',
+                request_serializer=parlay_dot_payments_dot_v1_dot_payments__service__pb2.ListPaymentsRequest.SerializeToString,
+                response_deserializer=parlay_dot_payments_dot_v1_dot_payments__service__pb2.ListPaymentsResponse.FromString,
+                _registered_method=True)
+        self.RefundPayment = channel.unary_unary(
+                '/parlay.payments.v1.PaymentsService/RefundPayment',
+                request_serializer=parlay_dot_payments_dot_v1_dot_payments__service__pb2.RefundPaymentRequest.SerializeToString,
+                response_deserializer=parlay_dot_payments_dot_v1_dot_payments__service__pb2.RefundPaymentResponse.FromString,
+                _registered_method=True)
+        self.RecordCashPayment = channel.unary_unary(
+                '/parlay.payments.v1.PaymentsService/RecordCashPayment',
+                request_serializer=parlay_dot_payments_dot_v1_dot_payments__service__pb2.RecordCashPaymentRequest.SerializeToString,
+                response_deserializer=parlay_dot_payments_dot_v1_dot_payments__service__pb2.RecordCashPaymentResponse.FromString,
+                _registered_method=True)
 
 
 class PaymentsServiceServicer:
     """PaymentsService owns payment requests, provider sessions, captures and refunds.
-    Its RPCs arrive with the order-to-cash work.
     """
 
     def GetPayment(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListPayments(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RefundPayment(self, request, context):
+        """Full or partial; idempotent by idempotency_key (the same key returns the first refund).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RecordCashPayment(self, request, context):
+        """Cash or card collected on delivery; idempotent by idempotency_key.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -62,6 +95,21 @@ def add_PaymentsServiceServicer_to_server(servicer, server):
                     request_deserializer=parlay_dot_payments_dot_v1_dot_payments__service__pb2.GetPaymentRequest.FromString,
                     response_serializer=parlay_dot_payments_dot_v1_dot_payments__service__pb2.GetPaymentResponse.SerializeToString,
             ),
+            'ListPayments': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPayments,
+                    request_deserializer=parlay_dot_payments_dot_v1_dot_payments__service__pb2.ListPaymentsRequest.FromString,
+                    response_serializer=parlay_dot_payments_dot_v1_dot_payments__service__pb2.ListPaymentsResponse.SerializeToString,
+            ),
+            'RefundPayment': grpc.unary_unary_rpc_method_handler(
+                    servicer.RefundPayment,
+                    request_deserializer=parlay_dot_payments_dot_v1_dot_payments__service__pb2.RefundPaymentRequest.FromString,
+                    response_serializer=parlay_dot_payments_dot_v1_dot_payments__service__pb2.RefundPaymentResponse.SerializeToString,
+            ),
+            'RecordCashPayment': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordCashPayment,
+                    request_deserializer=parlay_dot_payments_dot_v1_dot_payments__service__pb2.RecordCashPaymentRequest.FromString,
+                    response_serializer=parlay_dot_payments_dot_v1_dot_payments__service__pb2.RecordCashPaymentResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'parlay.payments.v1.PaymentsService', rpc_method_handlers)
@@ -72,7 +120,6 @@ def add_PaymentsServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class PaymentsService:
     """PaymentsService owns payment requests, provider sessions, captures and refunds.
-    Its RPCs arrive with the order-to-cash work.
     """
 
     @staticmethod
@@ -92,6 +139,87 @@ class PaymentsService:
             '/parlay.payments.v1.PaymentsService/GetPayment',
             parlay_dot_payments_dot_v1_dot_payments__service__pb2.GetPaymentRequest.SerializeToString,
             parlay_dot_payments_dot_v1_dot_payments__service__pb2.GetPaymentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPayments(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/parlay.payments.v1.PaymentsService/ListPayments',
+            parlay_dot_payments_dot_v1_dot_payments__service__pb2.ListPaymentsRequest.SerializeToString,
+            parlay_dot_payments_dot_v1_dot_payments__service__pb2.ListPaymentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RefundPayment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/parlay.payments.v1.PaymentsService/RefundPayment',
+            parlay_dot_payments_dot_v1_dot_payments__service__pb2.RefundPaymentRequest.SerializeToString,
+            parlay_dot_payments_dot_v1_dot_payments__service__pb2.RefundPaymentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordCashPayment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/parlay.payments.v1.PaymentsService/RecordCashPayment',
+            parlay_dot_payments_dot_v1_dot_payments__service__pb2.RecordCashPaymentRequest.SerializeToString,
+            parlay_dot_payments_dot_v1_dot_payments__service__pb2.RecordCashPaymentResponse.FromString,
             options,
             channel_credentials,
             insecure,
