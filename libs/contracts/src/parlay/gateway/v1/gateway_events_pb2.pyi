@@ -510,7 +510,7 @@ class PaymentProviderEventReceived(_message.Message):
     def __init__(self, provider: _Optional[str] = ..., channel_account_id: _Optional[str] = ..., provider_event_id: _Optional[str] = ..., event_type: _Optional[str] = ..., object_type: _Optional[str] = ..., object_id: _Optional[str] = ..., checkout_session_id: _Optional[str] = ..., payment_intent_id: _Optional[str] = ..., charge_id: _Optional[str] = ..., client_reference_id: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., amount_minor: _Optional[int] = ..., amount_refunded_minor: _Optional[int] = ..., currency: _Optional[str] = ..., status: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., livemode: _Optional[bool] = ..., webhook_event_id: _Optional[str] = ...) -> None: ...
 
 class ChannelPaymentActionCompleted(_message.Message):
-    __slots__ = ("channel", "channel_account_id", "action", "request_event_id", "payment_id", "ok", "error_code", "error_message", "provider_message_id", "completed_at")
+    __slots__ = ("channel", "channel_account_id", "action", "request_event_id", "payment_id", "ok", "error_code", "error_message", "provider_message_id", "completed_at", "provider_object_id", "checkout_url", "expires_at", "amount_minor", "currency", "refund_id", "idempotency_key", "attempts", "permanent")
     CHANNEL_FIELD_NUMBER: _ClassVar[int]
     CHANNEL_ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
     ACTION_FIELD_NUMBER: _ClassVar[int]
@@ -521,6 +521,15 @@ class ChannelPaymentActionCompleted(_message.Message):
     ERROR_MESSAGE_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
     COMPLETED_AT_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_OBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    CHECKOUT_URL_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_MINOR_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    REFUND_ID_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    PERMANENT_FIELD_NUMBER: _ClassVar[int]
     channel: str
     channel_account_id: str
     action: str
@@ -531,4 +540,13 @@ class ChannelPaymentActionCompleted(_message.Message):
     error_message: str
     provider_message_id: str
     completed_at: _timestamp_pb2.Timestamp
-    def __init__(self, channel: _Optional[str] = ..., channel_account_id: _Optional[str] = ..., action: _Optional[str] = ..., request_event_id: _Optional[str] = ..., payment_id: _Optional[str] = ..., ok: _Optional[bool] = ..., error_code: _Optional[str] = ..., error_message: _Optional[str] = ..., provider_message_id: _Optional[str] = ..., completed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    provider_object_id: str
+    checkout_url: str
+    expires_at: _timestamp_pb2.Timestamp
+    amount_minor: int
+    currency: str
+    refund_id: str
+    idempotency_key: str
+    attempts: int
+    permanent: bool
+    def __init__(self, channel: _Optional[str] = ..., channel_account_id: _Optional[str] = ..., action: _Optional[str] = ..., request_event_id: _Optional[str] = ..., payment_id: _Optional[str] = ..., ok: _Optional[bool] = ..., error_code: _Optional[str] = ..., error_message: _Optional[str] = ..., provider_message_id: _Optional[str] = ..., completed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., provider_object_id: _Optional[str] = ..., checkout_url: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., amount_minor: _Optional[int] = ..., currency: _Optional[str] = ..., refund_id: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., attempts: _Optional[int] = ..., permanent: _Optional[bool] = ...) -> None: ...

@@ -39,7 +39,7 @@ class PaymentRequested(_message.Message):
     def __init__(self, payment_id: _Optional[str] = ..., order_id: _Optional[str] = ..., customer_id: _Optional[str] = ..., conversation_id: _Optional[str] = ..., amount_minor: _Optional[int] = ..., currency: _Optional[str] = ..., method: _Optional[str] = ..., attempt: _Optional[int] = ..., idempotency_key: _Optional[str] = ..., channel: _Optional[str] = ..., channel_account_id: _Optional[str] = ..., address: _Optional[str] = ..., description: _Optional[str] = ...) -> None: ...
 
 class PaymentLinkCreated(_message.Message):
-    __slots__ = ("payment_id", "order_id", "customer_id", "conversation_id", "provider", "provider_session_id", "checkout_url", "amount_minor", "currency", "expires_at", "attempt")
+    __slots__ = ("payment_id", "order_id", "customer_id", "conversation_id", "provider", "provider_session_id", "checkout_url", "amount_minor", "currency", "expires_at", "attempt", "provider_account_id")
     PAYMENT_ID_FIELD_NUMBER: _ClassVar[int]
     ORDER_ID_FIELD_NUMBER: _ClassVar[int]
     CUSTOMER_ID_FIELD_NUMBER: _ClassVar[int]
@@ -51,6 +51,7 @@ class PaymentLinkCreated(_message.Message):
     CURRENCY_FIELD_NUMBER: _ClassVar[int]
     EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
     payment_id: str
     order_id: str
     customer_id: str
@@ -62,7 +63,8 @@ class PaymentLinkCreated(_message.Message):
     currency: str
     expires_at: _timestamp_pb2.Timestamp
     attempt: int
-    def __init__(self, payment_id: _Optional[str] = ..., order_id: _Optional[str] = ..., customer_id: _Optional[str] = ..., conversation_id: _Optional[str] = ..., provider: _Optional[str] = ..., provider_session_id: _Optional[str] = ..., checkout_url: _Optional[str] = ..., amount_minor: _Optional[int] = ..., currency: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., attempt: _Optional[int] = ...) -> None: ...
+    provider_account_id: str
+    def __init__(self, payment_id: _Optional[str] = ..., order_id: _Optional[str] = ..., customer_id: _Optional[str] = ..., conversation_id: _Optional[str] = ..., provider: _Optional[str] = ..., provider_session_id: _Optional[str] = ..., checkout_url: _Optional[str] = ..., amount_minor: _Optional[int] = ..., currency: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., attempt: _Optional[int] = ..., provider_account_id: _Optional[str] = ...) -> None: ...
 
 class PaymentLinkFailed(_message.Message):
     __slots__ = ("payment_id", "order_id", "customer_id", "conversation_id", "reason", "attempts")
@@ -147,17 +149,21 @@ class PaymentExpired(_message.Message):
     def __init__(self, payment_id: _Optional[str] = ..., order_id: _Optional[str] = ..., customer_id: _Optional[str] = ..., conversation_id: _Optional[str] = ..., attempt: _Optional[int] = ..., provider_event_id: _Optional[str] = ...) -> None: ...
 
 class PaymentCancelled(_message.Message):
-    __slots__ = ("payment_id", "order_id", "reason")
+    __slots__ = ("payment_id", "order_id", "reason", "provider_session_id", "provider_account_id")
     PAYMENT_ID_FIELD_NUMBER: _ClassVar[int]
     ORDER_ID_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
     payment_id: str
     order_id: str
     reason: str
-    def __init__(self, payment_id: _Optional[str] = ..., order_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+    provider_session_id: str
+    provider_account_id: str
+    def __init__(self, payment_id: _Optional[str] = ..., order_id: _Optional[str] = ..., reason: _Optional[str] = ..., provider_session_id: _Optional[str] = ..., provider_account_id: _Optional[str] = ...) -> None: ...
 
 class RefundRequested(_message.Message):
-    __slots__ = ("payment_id", "order_id", "refund_id", "amount_minor", "currency", "idempotency_key", "requested_by", "reason")
+    __slots__ = ("payment_id", "order_id", "refund_id", "amount_minor", "currency", "idempotency_key", "requested_by", "reason", "provider_account_id", "provider_payment_id")
     PAYMENT_ID_FIELD_NUMBER: _ClassVar[int]
     ORDER_ID_FIELD_NUMBER: _ClassVar[int]
     REFUND_ID_FIELD_NUMBER: _ClassVar[int]
@@ -166,6 +172,8 @@ class RefundRequested(_message.Message):
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     REQUESTED_BY_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_PAYMENT_ID_FIELD_NUMBER: _ClassVar[int]
     payment_id: str
     order_id: str
     refund_id: str
@@ -174,7 +182,9 @@ class RefundRequested(_message.Message):
     idempotency_key: str
     requested_by: str
     reason: str
-    def __init__(self, payment_id: _Optional[str] = ..., order_id: _Optional[str] = ..., refund_id: _Optional[str] = ..., amount_minor: _Optional[int] = ..., currency: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., requested_by: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+    provider_account_id: str
+    provider_payment_id: str
+    def __init__(self, payment_id: _Optional[str] = ..., order_id: _Optional[str] = ..., refund_id: _Optional[str] = ..., amount_minor: _Optional[int] = ..., currency: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., requested_by: _Optional[str] = ..., reason: _Optional[str] = ..., provider_account_id: _Optional[str] = ..., provider_payment_id: _Optional[str] = ...) -> None: ...
 
 class PaymentRefunded(_message.Message):
     __slots__ = ("payment_id", "order_id", "customer_id", "conversation_id", "refund_id", "amount_minor", "currency", "refunded_total_minor", "fully_refunded", "provider_refund_id", "source")
