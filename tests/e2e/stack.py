@@ -67,6 +67,11 @@ class ServiceStack:
     api_key: str = ""
     services: dict[str, RunningService] = field(default_factory=dict)
     extra_env: dict[str, str] = field(default_factory=dict)
+    #: Every service's gRPC port, chosen before any starts so each can be told where its peers
+    #: are (PARLAY_<SVC>_GRPC_TARGET), as `parlay dev` does.
+    grpc_ports: dict[str, int] = field(
+        default_factory=lambda: {s: free_port() for s in SERVICE_PORTS}
+    )
 
     @property
     def gateway_url(self) -> str:
@@ -102,7 +107,7 @@ class ServiceStack:
         grpc_port: int | None = None,
         http_port: int | None = None,
     ) -> None:
-        grpc_port = grpc_port or free_port()
+        grpc_port = grpc_port or self.grpc_ports[name]
         if name == "gateway":
             http_port = http_port or free_port()
         env = {
@@ -114,6 +119,10 @@ class ServiceStack:
             "PARLAY_GRPC_PORT": str(grpc_port),
             "PARLAY_CHANNEL_ACCOUNTS_FILE": str(accounts_file),
             "PYTHONUNBUFFERED": "1",
+            **{
+                f"PARLAY_{s.upper()}_GRPC_TARGET": f"127.0.0.1:{p}"
+                for s, p in self.grpc_ports.items()
+            },
             **self.extra_env,
         }
         if http_port:

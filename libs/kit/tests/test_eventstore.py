@@ -15,7 +15,9 @@ from parlay_kit.errors import ConcurrencyError
 from parlay_kit.eventstore import EVENT_STORE_MIGRATIONS, EventStore, GroupCommitter
 
 
-def account_event(account: str, *, version: int | None = None, event_id: str | None = None) -> NewEvent:
+def account_event(
+    account: str, *, version: int | None = None, event_id: str | None = None
+) -> NewEvent:
     return NewEvent(
         event_id=event_id or new_event_id(),
         tenant_id="t1",
@@ -40,7 +42,9 @@ async def store_pool(database_url: str, fresh_schema: str):
 async def test_append_assigns_versions_and_round_trips_the_envelope(store_pool, fresh_schema):
     store = EventStore(fresh_schema, source="gateway")
     async with store_pool.acquire() as conn, conn.transaction():
-        stored = await store.append(conn, [account_event("a1"), account_event("a1"), account_event("b")])
+        stored = await store.append(
+            conn, [account_event("a1"), account_event("a1"), account_event("b")]
+        )
     assert [s.envelope.aggregate_version for s in stored] == [1, 2, 1]
     assert stored[0].position < stored[1].position < stored[2].position
     async with store_pool.acquire() as conn:
@@ -73,9 +77,12 @@ async def test_taken_version_raises_concurrency_error_and_keeps_the_transaction_
         with pytest.raises(ConcurrencyError):
             await store.append(conn, [account_event("c1", version=1)])
         await store.append(conn, [account_event("c1", version=2)])
-    assert await store_pool.fetchval(
-        f"SELECT max(aggregate_version) FROM {fresh_schema}.events WHERE aggregate_id = 'c1'"
-    ) == 2
+    assert (
+        await store_pool.fetchval(
+            f"SELECT max(aggregate_version) FROM {fresh_schema}.events WHERE aggregate_id = 'c1'"
+        )
+        == 2
+    )
 
 
 async def test_append_outside_a_transaction_is_refused(store_pool, fresh_schema):

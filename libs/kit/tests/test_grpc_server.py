@@ -17,7 +17,7 @@ from prometheus_client import REGISTRY
 
 from parlay.orders.v1 import orders_service_pb2 as pb
 from parlay.orders.v1 import orders_service_pb2_grpc as pb_grpc
-from parlay_kit import errors, telemetry
+from parlay_kit import errors, telemetry, tenancy
 from parlay_kit.auth import current_tenant
 from parlay_kit.grpc_server import (
     FIELD_TRAILER,
@@ -29,7 +29,7 @@ from parlay_kit.grpc_server import (
 
 ORDERS = "parlay.orders.v1.OrdersService"
 STREAM = "parlay.test.v1.StreamService"
-KEYS = {"key-a": "tenant-a", "key-b": "tenant-b"}
+KEYS = {"key-a": "tenant-a", "key-b": "tenant-b", "svc-key": tenancy.SERVICE_PRINCIPAL}
 SPANS = InMemorySpanExporter()
 
 
@@ -258,6 +258,23 @@ async def test_valid_key_handler_sees_tenant(env: Env) -> None:
     meta = (("authorization", "bearer key-b"),)
     reply = await env.orders.GetOrder(pb.GetOrderRequest(order_id="o1"), metadata=meta)
     assert reply.order.tenant_id == "tenant-b"
+
+
+async def test_service_key_acts_for_the_tenant_it_names(env: Env) -> None:
+    for_a = (*bearer("svc-key"), ("x-parlay-tenant", "tenant-a"))
+    reply = await env.orders.GetOrder(pb.GetOrderRequest(order_id="o1"), metadata=for_a)
+    assert reply.order.tenant_id == "tenant-a"
+    for bad in ((), (("x-parlay-tenant", "Not A Tenant!"),)):
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await env.orders.GetOrder(
+                pb.GetOrderRequest(order_id="o1"), metadata=(*bearer("svc-key"), *bad)
+            )
+        assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert "x-parlay-tenant" in err.value.details()
+    # A tenant key cannot borrow another tenant by naming it.
+    borrowed = (*bearer("key-a"), ("x-parlay-tenant", "tenant-b"))
+    reply = await env.orders.GetOrder(pb.GetOrderRequest(order_id="o1"), metadata=borrowed)
+    assert reply.order.tenant_id == "tenant-a"
 
 
 async def test_channel_helper_sends_api_key(env: Env) -> None:

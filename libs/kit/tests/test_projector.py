@@ -113,8 +113,9 @@ async def append(pool, store, events):
 
 async def consume_all(bootstrap: str, topic: str, expected: int, timeout: float = 20.0):
     # No consumer group: a probe assigns itself every partition (no rebalance wait).
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                                enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+    )
     await consumer.start()
     partitions = None
     while not partitions:
@@ -135,9 +136,18 @@ async def consume_all(bootstrap: str, topic: str, expected: int, timeout: float 
 
 
 def start_projector(pool, schema, kafka, store, topic, handler, name="recorder"):
-    projector = Projector(name=name, service="test", topics=[topic], handler=handler, pool=pool,
-                          schema=schema, kafka=kafka, store=store, max_attempts=2,
-                          retry_backoff_seconds=0.01)
+    projector = Projector(
+        name=name,
+        service="test",
+        topics=[topic],
+        handler=handler,
+        pool=pool,
+        schema=schema,
+        kafka=kafka,
+        store=store,
+        max_attempts=2,
+        retry_backoff_seconds=0.01,
+    )
     stop = asyncio.Event()
     task = asyncio.create_task(projector.run(stop))
     return projector, stop, task
@@ -147,7 +157,9 @@ async def seen_count(pool, schema) -> int:
     return await pool.fetchval(f"SELECT count(*) FROM {schema}.seen")
 
 
-async def test_relay_publishes_in_store_order_with_envelope_headers(service, topic, kafka_bootstrap):
+async def test_relay_publishes_in_store_order_with_envelope_headers(
+    service, topic, kafka_bootstrap
+):
     pool, store, _kafka, _relay = service
     stored = await append(pool, store, [event("same-key", topic) for _ in range(50)])
     records = await consume_all(kafka_bootstrap, topic, 50)
@@ -167,8 +179,9 @@ async def test_projector_applies_each_event_once_and_stores_offsets(
     await admin.create_topics([NewTopic(echo_topic, 1, 1)])
     await admin.close()
     await append(pool, store, [event(f"agg-{i % 7}", topic) for i in range(300)])
-    projector, stop, task = start_projector(pool, fresh_schema, kafka, store, topic,
-                                            RecordingHandler(fresh_schema, echo_topic))
+    projector, stop, task = start_projector(
+        pool, fresh_schema, kafka, store, topic, RecordingHandler(fresh_schema, echo_topic)
+    )
     await wait_for(lambda: _eq(pool, fresh_schema, 300))
     offsets = await projector.stored_offsets()
     assert sum(offsets.values()) == 300
@@ -198,24 +211,30 @@ async def test_killed_consumer_resumes_without_loss_or_duplicates(service, topic
         await task
     assert await seen_count(pool, fresh_schema) == 100
     await append(pool, store, [event(f"n{i}", topic) for i in range(100)])
-    _projector, stop2, task2 = start_projector(pool, fresh_schema, kafka, store, topic,
-                                               RecordingHandler(fresh_schema))
+    _projector, stop2, task2 = start_projector(
+        pool, fresh_schema, kafka, store, topic, RecordingHandler(fresh_schema)
+    )
     await wait_for(lambda: _eq(pool, fresh_schema, 300))
     stop2.set()
     await task2
     assert await pool.fetchval(f"SELECT count(DISTINCT event_id) FROM {fresh_schema}.seen") == 300
 
 
-async def test_redelivered_events_are_skipped_by_event_id(service, topic, fresh_schema, kafka_bootstrap):
+async def test_redelivered_events_are_skipped_by_event_id(
+    service, topic, fresh_schema, kafka_bootstrap
+):
     pool, store, kafka, relay = service
     stored = await append(pool, store, [event(f"r{i}", topic) for i in range(20)])
-    projector, stop, task = start_projector(pool, fresh_schema, kafka, store, topic,
-                                            RecordingHandler(fresh_schema))
+    projector, stop, task = start_projector(
+        pool, fresh_schema, kafka, store, topic, RecordingHandler(fresh_schema)
+    )
     await wait_for(lambda: _eq(pool, fresh_schema, 20))
     # Republish the same envelopes (as a relay does after a crash before recording progress).
     producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
     await producer.start()
-    rows = await pool.fetch(f"SELECT aggregate_id, envelope FROM {fresh_schema}.events ORDER BY position")
+    rows = await pool.fetch(
+        f"SELECT aggregate_id, envelope FROM {fresh_schema}.events ORDER BY position"
+    )
     for row in rows:
         await producer.send_and_wait(topic, value=bytes(row[1]), key=row[0].encode())
     await producer.stop()
@@ -265,8 +284,9 @@ async def test_poison_event_goes_to_dead_letter_topic_and_partition_keeps_flowin
     )
     await garbage.stop()
     await append(pool, store, [event("p", topic) for _ in range(3)])
-    projector, stop, task = start_projector(pool, fresh_schema, kafka, store, topic,
-                                            RecordingHandler(fresh_schema))
+    projector, stop, task = start_projector(
+        pool, fresh_schema, kafka, store, topic, RecordingHandler(fresh_schema)
+    )
     await wait_for(lambda: _eq(pool, fresh_schema, 8))
     dead = await consume_all(kafka_bootstrap, "parlay.test.dlq.v1", 2)
     reasons = {dict(r.headers)["dlq_reason"].decode() for r in dead}

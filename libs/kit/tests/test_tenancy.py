@@ -143,6 +143,19 @@ async def test_resolver_maps_key_to_tenant(conn, schema):
     assert await resolver.resolve("pk_" + "a" * 600) is None
 
 
+async def test_service_keys_belong_to_no_tenant(conn, schema):
+    service = await tenancy.create_service_key(conn, schema=schema)
+    resolver = tenancy.ApiKeyResolver(conn, schema=schema)
+    assert await resolver.resolve(service.key) == tenancy.SERVICE_PRINCIPAL
+    assert tenancy.SERVICE_PRINCIPAL not in [
+        t.tenant_id for t in await tenancy.list_tenants(conn, schema=schema)
+    ]
+    with pytest.raises(InvalidArgument):
+        await tenancy.create_api_key(conn, tenancy.SERVICE_PRINCIPAL, schema=schema)
+    with pytest.raises(InvalidArgument):  # no tenant can be named like the service principal
+        tenancy.validate_tenant_id(tenancy.SERVICE_PRINCIPAL)
+
+
 async def test_revocation_takes_effect_after_ttl(conn, schema):
     await tenancy.create_tenant(conn, "Acme", schema=schema)
     new = await tenancy.create_api_key(conn, "acme", schema=schema)

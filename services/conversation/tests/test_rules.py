@@ -359,6 +359,31 @@ def test_bot_answers_hands_off_on_request_and_after_misses() -> None:
     )
 
 
+def test_bot_stays_quiet_when_the_customer_answers_an_order() -> None:
+    s = settings(bot_enabled=True)
+    c = Conv(inbound("e1"), bot_first=True)
+    cart = ge.MessageContent(order=ge.OrderContent(items=[ge.OrderItem(sku="A", quantity=1)]))
+    button = ge.MessageContent(
+        interactive_reply=ge.InteractiveReplyContent(reply_id="confirm:o1", title="Confirm")
+    )
+    for content in (
+        cart,
+        button,
+        *(
+            ge.MessageContent(text=ge.TextContent(body=t))
+            for t in ("OK", "Sí!", "oui.", "ja", "👍")
+        ),
+    ):
+        assert automation.answers_the_business(content)
+        text = domain.render_text(content)
+        plan = automation.plan(
+            c.s, text=text, channel="whatsapp", at=T0, settings=s, rules=[], answers_business=True
+        )
+        assert plan == []
+    sentence = ge.MessageContent(text=ge.TextContent(body="ok but where is my order"))
+    assert not automation.answers_the_business(sentence)
+
+
 def test_fallback_counter_follows_bot_replies() -> None:
     c = Conv(inbound("e1"), bot_first=True)
     fallback = domain.Outbound(message_id="m1", content=text("?"), sender="bot:fallback")
@@ -554,21 +579,13 @@ def test_stored_message_entries_render_as_the_api_message() -> None:
     assert sent.outbound_content.template.name == "t"
 
 
-def test_the_order_status_answer_waits_for_orders_list_orders() -> None:
-    # orders serves only GetOrder so far: the built-in answer stays off (the bot hands off).
-    from parlay.orders.v1 import orders_service_pb2
+def test_the_order_status_answer_is_on_with_orders_list_orders() -> None:
     from parlay_conversation import orders_client
 
-    has = (
-        "ListOrders"
-        in orders_service_pb2.DESCRIPTOR.services_by_name["OrdersService"].methods_by_name
-    )
-    assert orders_client.supported() == has
-    order = ce.OutboundMessageRequested(message_id="o-7")  # any message with the fields read
+    assert orders_client.supported()  # orders serves ListOrders(customer_id)
     assert (
         orders_client.describe(
             type("Order", (), {"order_id": "o-7", "status": "OUT_FOR_DELIVERY"})()
         )
         == "Your order o-7 is out for delivery."
     )
-    del order

@@ -307,6 +307,15 @@ def keys_create(
     _print_new_key(key)
 
 
+@keys_app.command("create-service")
+def keys_create_service(database_url: DatabaseUrl = None) -> None:
+    """Create a service key (PARLAY_SERVICE_API_KEY): Parlay's services use it to call each other
+    for the tenant named in x-parlay-tenant. Give it to no one else."""
+    url = resolve_database_url(database_url)
+    key = run_async(lambda: _with_conn(url, tenancy.create_service_key))
+    _print_new_key(key)
+
+
 @keys_app.command("list")
 def keys_list(
     tenant: Annotated[str | None, typer.Argument(help="Tenant id [default: all]")] = None,

@@ -77,6 +77,7 @@ STANDIN_BASE_PATHS: dict[str, str] = {
     "PARLAY_LINE_API_BASE_URL": "/line",
     "PARLAY_LINE_API_DATA_BASE_URL": "/line",
     "PARLAY_VIBER_API_BASE_URL": "/viber",
+    "PARLAY_STRIPE_API_BASE_URL": "/stripe",
 }
 #: The stand-ins honour an Idempotency-Key header, so after a crash mid-send every channel can be
 #: re-sent safely against them (real providers: only LINE; see docs/outbound.md).
@@ -233,6 +234,8 @@ def service_env(
     # Where every peer's gRPC server is (PARLAY_<SVC>_GRPC_TARGET), so services find each other.
     for svc in SERVICE_PORTS:
         env[f"PARLAY_{svc.upper()}_GRPC_TARGET"] = options.grpc_target(svc)
+    # ... and how they authenticate to each other (the dev service key; dev mode only).
+    env.setdefault("PARLAY_SERVICE_API_KEY", tenancy.DEV_SERVICE_API_KEY)
     if options.runs_standins:
         # Outbound messages go to the local provider stand-ins instead of the real providers.
         for name, path in STANDIN_BASE_PATHS.items():

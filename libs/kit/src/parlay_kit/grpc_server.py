@@ -37,7 +37,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
 
-from parlay_kit import auth, errors, telemetry
+from parlay_kit import auth, errors, telemetry, tenancy
 from parlay_kit.auth import TenantResolver
 
 log = logging.getLogger("parlay_kit.grpc")
@@ -184,7 +184,25 @@ class ParlayServerInterceptor(grpc.aio.ServerInterceptor):
             raise  # unreachable: abort raises
         if not tenant:
             raise errors.Unauthenticated("invalid API key")
+        if tenant == tenancy.SERVICE_PRINCIPAL:
+            return _tenant_named_by_service(context.invocation_metadata())
         return tenant
+
+
+#: Metadata a service key uses to name the tenant it calls for (ignored for tenant keys).
+TENANT_HEADER = "x-parlay-tenant"
+
+
+def _tenant_named_by_service(metadata: Any) -> str:
+    named = next((v for k, v in metadata or () if k.lower() == TENANT_HEADER), None)
+    if isinstance(named, bytes):
+        named = named.decode("latin-1")
+    if not named:
+        raise errors.Unauthenticated(f"a service key must name the tenant in '{TENANT_HEADER}'")
+    try:
+        return tenancy.validate_tenant_id(named)
+    except errors.InvalidArgument as exc:
+        raise errors.Unauthenticated(f"'{TENANT_HEADER}' is not a tenant id: {named!r}") from exc
 
 
 def _wrap_handler(

@@ -8,6 +8,12 @@ brute-force), so the plain key is shown once, when it is created, and never agai
 The dev key (`dev-key` for tenant `demo`) is stored the same way, flagged `dev`; the resolver
 refuses it unless it runs in dev mode.
 
+A *service key* belongs to no tenant: it authenticates one Parlay service calling another (the
+conversation service asking orders "where is my order?") and may act for the tenant the call
+names in `x-parlay-tenant` (see `parlay_kit.grpc_server`). It is stored under the reserved
+principal `SERVICE_PRINCIPAL`, which no tenant id can equal (tenant ids never start with "_").
+The dev service key is `dev-service-key`, dev mode only.
+
 Every function takes an asyncpg connection (or pool) and, for tests, an optional `schema`.
 """
 
@@ -34,6 +40,11 @@ DEV_TENANT_ID = "demo"
 DEV_TENANT_NAME = "Demo (dev mode)"
 DEV_API_KEY = "dev-key"
 DEV_KEY_ID = "dev"
+DEV_SERVICE_API_KEY = "dev-service-key"
+DEV_SERVICE_KEY_ID = "dev-service"
+
+#: The principal of service keys (stored as their tenant_id; not a valid tenant id).
+SERVICE_PRINCIPAL = "_services"
 
 KEY_PREFIX = "pk"
 _KEY_ID_ALPHABET = string.ascii_lowercase + string.digits
@@ -164,6 +175,8 @@ def _ddl(schema: str) -> list[str]:
             revoked_at timestamptz
         )""",
         f"CREATE INDEX IF NOT EXISTS api_keys_tenant_idx ON {s}.api_keys (tenant_id)",
+        f"""INSERT INTO {s}.tenants (tenant_id, name) VALUES ('{SERVICE_PRINCIPAL}',
+            'Parlay services (service keys)') ON CONFLICT (tenant_id) DO NOTHING""",
     ]
 
 
@@ -216,7 +229,9 @@ async def get_tenant(conn: Executor, tenant_id: str, *, schema: str = TENANCY_SC
 
 async def list_tenants(conn: Executor, *, schema: str = TENANCY_SCHEMA) -> list[Tenant]:
     rows = await conn.fetch(
-        f"SELECT tenant_id, name, created_at FROM {_schema(schema)}.tenants ORDER BY created_at, tenant_id"
+        f"SELECT tenant_id, name, created_at FROM {_schema(schema)}.tenants "
+        "WHERE tenant_id <> $1 ORDER BY created_at, tenant_id",
+        SERVICE_PRINCIPAL,
     )
     return [_tenant(r) for r in rows]
 
@@ -231,6 +246,8 @@ async def create_api_key(
 ) -> NewApiKey:
     """Create a key for the tenant; the returned `key` is the only time the plain text exists."""
     s = _schema(schema)
+    if tenant_id == SERVICE_PRINCIPAL:
+        raise InvalidArgument("tenant_id", "service keys are made with create_service_key")
     await get_tenant(conn, tenant_id, schema=schema)  # NotFound
     for _ in range(5):
         key_id, key = generate_api_key()
@@ -243,6 +260,24 @@ async def create_api_key(
         )
         if row is not None:
             return NewApiKey(key_id, tenant_id, key, row["created_at"])
+    raise RuntimeError("could not generate a unique key id")  # pragma: no cover
+
+
+async def create_service_key(conn: Executor, *, schema: str = TENANCY_SCHEMA) -> NewApiKey:
+    """Create a service key (for `PARLAY_SERVICE_API_KEY`): it may act for any tenant a call
+    names in `x-parlay-tenant`, so give it only to Parlay's own services."""
+    s = _schema(schema)
+    for _ in range(5):
+        key_id, key = generate_api_key()
+        row = await conn.fetchrow(
+            f"INSERT INTO {s}.api_keys (key_id, tenant_id, key_hash) VALUES ($1, $2, $3) "
+            "ON CONFLICT DO NOTHING RETURNING created_at",
+            key_id,
+            SERVICE_PRINCIPAL,
+            hash_key(key),
+        )
+        if row is not None:
+            return NewApiKey(key_id, SERVICE_PRINCIPAL, key, row["created_at"])
     raise RuntimeError("could not generate a unique key id")  # pragma: no cover
 
 
@@ -283,7 +318,8 @@ async def list_api_keys(
 
 
 async def seed_dev(conn: Executor, *, schema: str = TENANCY_SCHEMA) -> None:
-    """Ensure the dev tenant `demo` and its key `dev-key` (flagged dev) exist and are active."""
+    """Ensure the dev tenant `demo`, its key `dev-key` and the service key `dev-service-key`
+    (both flagged dev) exist and are active."""
     s = _schema(schema)
     await conn.execute(
         f"INSERT INTO {s}.tenants (tenant_id, name) VALUES ($1, $2) ON CONFLICT (tenant_id) DO NOTHING",
@@ -297,6 +333,14 @@ async def seed_dev(conn: Executor, *, schema: str = TENANCY_SCHEMA) -> None:
         DEV_KEY_ID,
         DEV_TENANT_ID,
         hash_key(DEV_API_KEY),
+    )
+    await conn.execute(
+        f"INSERT INTO {s}.api_keys (key_id, tenant_id, key_hash, dev) VALUES ($1, $2, $3, true) "
+        "ON CONFLICT (key_id) DO UPDATE SET key_hash = EXCLUDED.key_hash, "
+        "tenant_id = EXCLUDED.tenant_id, dev = true, revoked_at = NULL",
+        DEV_SERVICE_KEY_ID,
+        SERVICE_PRINCIPAL,
+        hash_key(DEV_SERVICE_API_KEY),
     )
 
 

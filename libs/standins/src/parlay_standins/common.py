@@ -50,6 +50,7 @@ async def serve(
     handler: Handler,
     error_reply: Callable[[FailureRule], Reply],
     replay: Callable[[RequestRecord, Reply], Reply] | None = None,
+    idempotency: bool = True,
 ) -> Response:
     raw = await request.body()
     reply = await state_of(request).exchange(
@@ -62,6 +63,7 @@ async def serve(
         handler=handler,
         error_reply=error_reply,
         replay=replay,
+        idempotency=idempotency,
     )
     return to_response(reply)
 

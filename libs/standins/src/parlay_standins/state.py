@@ -23,8 +23,12 @@ FAMILY_OF_CHANNEL: dict[str, str] = {
     "wechat": "wechat",
     "line": "line",
     "viber": "viber",
+    "stripe": "stripe",
 }
 FAMILIES: tuple[str, ...] = ("meta", "telegram", "twilio", "wechat", "line", "viber")
+#: Payment providers, served like the messaging families (under /stripe) but listed apart.
+PAYMENT_FAMILIES: tuple[str, ...] = ("stripe",)
+ALL_FAMILIES: tuple[str, ...] = FAMILIES + PAYMENT_FAMILIES
 
 #: Request headers that carry an idempotency key, in the order they are looked at. LINE's
 #: X-Line-Retry-Key is the real provider's; the other two are honoured by every stand-in family
@@ -167,6 +171,9 @@ class StandinState:
         self.idempotency: dict[tuple[str, str], asyncio.Future[Reply]] = {}
         #: WeChat access tokens issued -> app id.
         self.wechat_tokens: dict[str, str] = {}
+        #: Richer per-family state (the Stripe stand-in's sessions, payments, events), by family.
+        #: A store may define close() (e.g. to cancel webhook deliveries); reset() calls it.
+        self.stores: dict[str, Any] = {}
         self._seq = 0
         self._changed: asyncio.Condition | None = None
         self._counters: dict[str, int] = {}
@@ -195,6 +202,11 @@ class StandinState:
         self.media.clear()
         self.idempotency.clear()
         self.wechat_tokens.clear()
+        for store in self.stores.values():
+            close = getattr(store, "close", None)
+            if close is not None:
+                close()
+        self.stores.clear()
 
     # ---------------------------------------------------------------- accounts
 
@@ -245,8 +257,12 @@ class StandinState:
         handler: Callable[[RequestRecord], Awaitable[Reply]],
         error_reply: Callable[[FailureRule], Reply],
         replay: Callable[[RequestRecord, Reply], Reply] | None = None,
+        idempotency: bool = True,
     ) -> Reply:
-        """Record the request, honour its idempotency key, apply failure rules, run the handler."""
+        """Record the request, honour its idempotency key, apply failure rules, run the handler.
+
+        `idempotency=False` leaves keys to the handler (Stripe scopes them per API key and
+        compares parameters); the key is still recorded."""
         lowered = {k.lower(): v for k, v in headers.items()}
         self._seq += 1
         record = RequestRecord(
@@ -265,6 +281,8 @@ class StandinState:
         record.idempotency_key = key
         await self.notify()
 
+        if not idempotency:
+            key = ""
         if key and (family, key) in self.idempotency:
             original = await asyncio.shield(self.idempotency[(family, key)])
             record.replayed = True

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from parlay.conversation.v1 import conversation_events_pb2 as ce
+from parlay.gateway.v1 import gateway_events_pb2 as ge
 from parlay_conversation import config
 from parlay_conversation.domain import (
     HANDLER_BOT,
@@ -110,6 +111,26 @@ def asks_for_human(text: str, settings: ce.InboxSettings) -> bool:
 
 def asks_order_status(text: str) -> bool:
     return bool(_ORDER_STATUS.search(normalize(text)))
+
+
+#: Short replies that answer the business (an order's "Reply OK to confirm") rather than ask
+#: the bot anything; the orders service acts on them, so the bot stays quiet.
+_ACKNOWLEDGEMENTS = frozenset(
+    {"ok", "okay", "k", "yes", "y", "si", "oui", "ja", "confirm", "confirmar", "confirmer", "👍"}
+)
+
+
+def answers_the_business(content: ge.MessageContent) -> bool:
+    """A cart, an order button ("confirm:<id>", "cancel:<id>") or a bare acknowledgement."""
+    kind = content.WhichOneof("kind")
+    if kind == "order":
+        return True
+    if kind == "interactive_reply":
+        r = content.interactive_reply
+        return any(v.startswith(("confirm:", "cancel:")) for v in (r.reply_id, r.payload))
+    if kind == "text":
+        return normalize(content.text.body).strip(" .!¡") in _ACKNOWLEDGEMENTS
+    return False
 
 
 def asks_opening_hours(text: str) -> bool:
@@ -220,8 +241,11 @@ def plan(
     at: datetime,
     settings: ce.InboxSettings,
     rules: Sequence[ce.AutomationRule],
+    answers_business: bool = False,
 ) -> list[Intent]:
-    """Intents for an inbound message just appended to `state`."""
+    """Intents for an inbound message just appended to `state`. `answers_business`: the
+    message answers the business (see `answers_the_business`); rules still apply, the bot does
+    not answer it nor count it as a miss."""
     handler = state.handler
     at_local = config.local(at, settings)
     intents: list[Intent] = []
@@ -234,7 +258,7 @@ def plan(
         acted = acted or any(isinstance(i, Reply | HandOff) for i in produced)
         if rule.stop_processing:
             break
-    if handler != HANDLER_BOT or acted:
+    if handler != HANDLER_BOT or acted or answers_business:
         return intents
     if asks_for_human(text, settings):
         return [

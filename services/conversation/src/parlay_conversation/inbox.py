@@ -376,6 +376,7 @@ class Automation:
             at=msg.occurred_at,
             settings=tc.settings,
             rules=tc.rules,
+            answers_business=automation.answers_the_business(msg.content),
         )
         src = msg.source_event_id
         n = 0

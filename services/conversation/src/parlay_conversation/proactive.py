@@ -22,23 +22,25 @@ from google.protobuf.message import Message
 
 from parlay.conversation.v1 import conversation_events_pb2 as ce
 from parlay_conversation.domain import PURPOSE_MARKETING, PURPOSE_TRANSACTIONAL
+from parlay_kit.money import to_major
 
 ORDERS_PREFIX = "parlay.orders.v1."
 PAYMENTS_PREFIX = "parlay.payments.v1."
 
 #: Built-in texts (transactional) by event type. Types that do not exist yet cost nothing.
 DEFAULT_MESSAGES: dict[str, str] = {
+    "parlay.orders.v1.OrderConfirmationRequested": (
+        "Your order {order_id}:\n{summary}\nTotal: {total}\nReply OK to confirm."
+    ),
     "parlay.orders.v1.OrderConfirmed": "Your order {order_id} is confirmed. Thank you!",
     "parlay.orders.v1.OrderPaid": "We received your payment for order {order_id}. Thank you!",
     "parlay.orders.v1.OrderOutForDelivery": "Your order {order_id} is on its way.",
     "parlay.orders.v1.OrderDelivered": "Your order {order_id} was delivered. Enjoy!",
     "parlay.orders.v1.OrderCancelled": "Your order {order_id} was cancelled.",
-    "parlay.orders.v1.OrderRefunded": "Your order {order_id} was refunded.",
+    "parlay.orders.v1.OrderRefunded": "We refunded {amount} for your order {order_id}.",
     "parlay.payments.v1.PaymentLinkCreated": "Pay for your order {order_id} here: {checkout_url}",
-    "parlay.payments.v1.PaymentExpired": (
-        "Your payment link for order {order_id} expired. Reply here if you still want it."
-    ),
-    "parlay.payments.v1.PaymentRefunded": "We refunded {amount} for order {order_id}.",
+    # A new link follows while attempts remain (the reminder), else the order's cancellation.
+    "parlay.payments.v1.PaymentExpired": "Your payment link for order {order_id} expired.",
 }
 
 #: Event types that count as a purchase (the first one schedules the thank-you).
@@ -52,43 +54,15 @@ DEFAULT_THANK_YOU = (
     "Reply here any time if you need anything."
 )
 
-#: Minor-unit exponents that are not 2 (ISO 4217).
-_EXPONENTS = {
-    "BIF": 0,
-    "CLP": 0,
-    "DJF": 0,
-    "GNF": 0,
-    "ISK": 0,
-    "JPY": 0,
-    "KMF": 0,
-    "KRW": 0,
-    "PYG": 0,
-    "RWF": 0,
-    "UGX": 0,
-    "UYI": 0,
-    "VND": 0,
-    "VUV": 0,
-    "XAF": 0,
-    "XOF": 0,
-    "XPF": 0,
-    "BHD": 3,
-    "IQD": 3,
-    "JOD": 3,
-    "KWD": 3,
-    "LYD": 3,
-    "OMR": 3,
-    "TND": 3,
-}
-
 
 def is_proactive_source(event_type: str) -> bool:
     return event_type.startswith((ORDERS_PREFIX, PAYMENTS_PREFIX))
 
 
 def money(minor: int, currency: str) -> str:
-    exp = _EXPONENTS.get(currency.upper(), 2)
-    value = minor / (10**exp) if exp else minor
-    return f"{value:,.{exp}f} {currency.upper()}".strip()
+    """ "249.50 MXN": the amount in major units (the currency's own exponent) and its code."""
+    code = currency.upper()
+    return f"{to_major(minor, code):,} {code}"
 
 
 def fields_of(payload: Message) -> dict[str, str]:

@@ -27,3 +27,28 @@ class GatewaySettings(ServiceSettings):
     account_negative_cache_ttl_seconds: float = 1.0
     #: Seconds uvicorn gives requests in flight to finish on shutdown.
     http_graceful_shutdown_seconds: float = 10.0
+
+    # ---- payment actions (payments/): the provider calls the payments service asks for ----
+    #: Stripe's API root; `parlay dev` points it at the stand-in ("<stand-ins>/stripe").
+    stripe_api_base_url: str = "https://api.stripe.com"
+    #: Where Stripe Checkout sends the customer after paying / giving up. Stripe requires both;
+    #: the defaults are a harmless page. {CHECKOUT_SESSION_ID} is filled in by Stripe.
+    stripe_success_url: str = "https://example.com/parlay/checkout/success?session_id={CHECKOUT_SESSION_ID}"
+    stripe_cancel_url: str = "https://example.com/parlay/checkout/cancelled"
+    #: Seconds to wait for Stripe's answer to one attempt (then retried with the same key).
+    stripe_timeout_seconds: float = 20.0
+    stripe_connect_timeout_seconds: float = 5.0
+    #: Attempts per Stripe call: timeouts, connection errors, 409, 429 and 5xx are retried with
+    #: exponential backoff (base * 2^(n-1), capped), always with the same idempotency key.
+    stripe_max_attempts: int = 5
+    stripe_backoff_base_seconds: float = 0.5
+    stripe_backoff_max_seconds: float = 8.0
+    #: Payment actions carried out at once per projector batch.
+    payment_actions_concurrency: int = 16
+    #: Telegram payment calls (sendInvoice, answerPreCheckoutQuery) through the Bot API at
+    #: PARLAY_TELEGRAM_API_BASE_URL: per-attempt timeout and attempts for sendInvoice.
+    telegram_payments_timeout_seconds: float = 5.0
+    telegram_invoice_max_attempts: int = 3
+    #: answerPreCheckoutQuery must reach Telegram within 10 s of the query: every attempt
+    #: together stays within this budget (short fixed pauses, no long backoff).
+    telegram_pre_checkout_budget_seconds: float = 7.0

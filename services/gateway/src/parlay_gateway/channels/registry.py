@@ -9,6 +9,7 @@ from parlay_gateway.channels.instagram import InstagramAdapter
 from parlay_gateway.channels.line import LineAdapter
 from parlay_gateway.channels.messenger import MessengerAdapter
 from parlay_gateway.channels.specs import CHANNEL_SPECS
+from parlay_gateway.channels.stripe import StripeAdapter
 from parlay_gateway.channels.telegram import TelegramAdapter
 from parlay_gateway.channels.twilio import TwilioAdapter
 from parlay_gateway.channels.viber import ViberAdapter
@@ -50,5 +51,6 @@ def default_registry() -> AdapterRegistry:
             LineAdapter(),
             ViberAdapter(),
             WebchatAdapter(),
+            StripeAdapter(),
         ]
     )
