@@ -246,11 +246,11 @@ async def _project(
         seen = 0
         done: asyncio.Event
 
-        async def _process(self, records: list[Any]) -> None:
+        async def _process(self, batch: Any) -> None:
             if self.first is None:
                 self.first = time.perf_counter()
-            await super()._process(records)
-            self.seen += len(records)
+            await super()._process(batch)
+            self.seen += len(batch.records)
             if self.seen >= expected:
                 self.last = time.perf_counter()
                 self.done.set()

@@ -48,6 +48,16 @@ tracer = trace.get_tracer("parlay.projector")
 
 
 @dataclass(frozen=True, slots=True)
+class FetchedBatch:
+    """Records as fetched, decoded ahead of their turn."""
+
+    generation: int
+    records: list[ConsumerRecord]
+    events: list[ConsumedEvent]
+    undecodable: list[tuple[ConsumerRecord, str]]
+
+
+@dataclass(frozen=True, slots=True)
 class ConsumedEvent:
     envelope: Envelope
     payload: Message
@@ -141,6 +151,8 @@ class Projector:
         self.retry_backoff = retry_backoff_seconds
         self.stats = ProjectorStats()
         self._batch_lock = asyncio.Lock()
+        #: Bumped on every partition assignment; a batch fetched under an older one is dropped.
+        self._generation = 0
         self._cluster_id = ""
         self._consumer: AIOKafkaConsumer | None = None
         self._dlq: AIOKafkaProducer | None = None
@@ -160,23 +172,41 @@ class Projector:
         self._dlq = make_producer(self.kafka, client_id=f"{self.name}-dlq")
         await consumer.start()
         await self._dlq.start()
+        # Pipelined: the next batch is fetched and decoded while this one's transaction runs in
+        # Postgres, so the Python work of decoding overlaps the database's work of applying.
+        pending = asyncio.create_task(self._fetch(consumer))
         try:
             while not stop.is_set():
-                fetched = await consumer.getmany(
-                    timeout_ms=200, max_records=self.kafka.max_poll_records
-                )
-                if not fetched:
+                batch = await pending
+                pending = asyncio.create_task(self._fetch(consumer))
+                if batch is None:
                     continue
-                records = [r for _tp, rs in sorted(fetched.items()) for r in rs]
+                if batch.generation != self._generation:
+                    # Fetched across a rebalance: the positions it advanced may no longer be
+                    # ours to trust. Drop it and go back to what Postgres says is applied.
+                    await self._seek_to_stored(list(consumer.assignment()), rewind_unknown=True)
+                    continue
                 async with self._batch_lock:
                     with CONSUMER_BATCH_SECONDS.labels(self.name).time():
-                        await self._process(records)
-                await self._report_offsets(consumer, records)
+                        await self._process(batch)
+                await self._report_offsets(consumer, batch.records)
         finally:
+            pending.cancel()
+            with contextlib.suppress(BaseException):
+                await pending
             with contextlib.suppress(Exception):
                 await consumer.stop()
             with contextlib.suppress(Exception):
                 await self._dlq.stop()
+
+    async def _fetch(self, consumer: AIOKafkaConsumer) -> FetchedBatch | None:
+        generation = self._generation
+        fetched = await consumer.getmany(timeout_ms=200, max_records=self.kafka.max_poll_records)
+        if not fetched:
+            return None
+        records = [r for _tp, rs in sorted(fetched.items()) for r in rs]
+        events, undecodable = self._decode(records)
+        return FetchedBatch(generation, records, events, undecodable)
 
     async def _report_offsets(
         self, consumer: AIOKafkaConsumer, records: list[ConsumerRecord]
@@ -191,8 +221,8 @@ class Projector:
 
     # ---------------------------------------------------------------- batches
 
-    async def _process(self, records: list[ConsumerRecord]) -> None:
-        events, undecodable = self._decode(records)
+    async def _process(self, batch: FetchedBatch) -> None:
+        records, events, undecodable = batch.records, batch.events, batch.undecodable
         next_offsets = _next_offsets(records)
         for attempt in range(1, self.max_attempts + 1):
             try:
@@ -417,6 +447,30 @@ class Projector:
 
     # ---------------------------------------------------------------- offsets
 
+    async def _seek_to_stored(
+        self, partitions: list[TopicPartition], *, rewind_unknown: bool = False
+    ) -> None:
+        """Position `partitions` at the offsets applied in Postgres. `rewind_unknown`: one with
+        nothing applied on this broker goes back to its first record (after a dropped batch);
+        otherwise it is left where the consumer starts it."""
+        consumer = self._consumer
+        assert consumer is not None
+        rows = await self.pool.fetch(
+            f"""SELECT topic, partition, cluster_id, next_offset FROM {self.schema}.consumer_offsets
+                WHERE consumer = $1""",
+            self.name,
+        )
+        stored = {(r["topic"], r["partition"]): r for r in rows}
+        for tp in partitions:
+            row = stored.get((tp.topic, tp.partition))
+            if row is not None and row["cluster_id"] == self._cluster_id:
+                consumer.seek(tp, row["next_offset"])
+            elif rewind_unknown:
+                await consumer.seek_to_beginning(tp)
+            # Otherwise never applied on this broker: the consumer starts at the offset mirrored
+            # to Kafka, or the earliest record (auto_offset_reset). Events applied from an
+            # earlier, now-empty broker are skipped by event id.
+
     async def stored_offsets(self) -> dict[tuple[str, int], int]:
         """Offsets this projector has durably applied up to, for the current broker."""
         rows = await self.pool.fetch(
@@ -445,19 +499,5 @@ class _SeekToStoredOffsets(ConsumerRebalanceListener):
             pass
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        p = self.projector
-        consumer = p._consumer
-        assert consumer is not None
-        rows = await p.pool.fetch(
-            f"""SELECT topic, partition, cluster_id, next_offset FROM {p.schema}.consumer_offsets
-                WHERE consumer = $1""",
-            p.name,
-        )
-        stored = {(r["topic"], r["partition"]): r for r in rows}
-        for tp in assigned:
-            row = stored.get((tp.topic, tp.partition))
-            if row is not None and row["cluster_id"] == p._cluster_id:
-                consumer.seek(tp, row["next_offset"])
-            # Otherwise never consumed on this broker: Kafka holds no committed offset for us
-            # (we never commit there), so the consumer starts at the earliest record. Events
-            # applied from an earlier, now-empty broker are skipped by event id.
+        self.projector._generation += 1
+        await self.projector._seek_to_stored(assigned)
