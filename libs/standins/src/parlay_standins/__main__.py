@@ -1,5 +1,5 @@
 """`python -m parlay_standins [--host 127.0.0.1] [--port 8090]`: every provider stand-in on one
-port, each family under its prefix (/meta, /telegram, /twilio, /wechat, /line, /viber)."""
+port, each family under its prefix (/meta, /telegram, /twilio, /wechat, /line, /viber, /stripe)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import os
 import uvicorn
 
 from parlay_standins.app import create_app
-from parlay_standins.state import FAMILIES
+from parlay_standins.state import ALL_FAMILIES
 
 DEFAULT_PORT = 8090
 
@@ -23,7 +23,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--log-level", default="info")
     args = parser.parse_args(argv)
     url = f"http://{args.host}:{args.port}"
-    print(f"parlay stand-ins on {url}: " + ", ".join(f"{url}/{f}" for f in FAMILIES), flush=True)
+    print(
+        f"parlay stand-ins on {url}: " + ", ".join(f"{url}/{f}" for f in ALL_FAMILIES), flush=True
+    )
     uvicorn.run(
         create_app(),
         host=args.host,

@@ -1,11 +1,13 @@
 """The stand-in server: every provider family under its path prefix, plus the control API.
 
 /meta/...  /telegram/...  /twilio/...  /wechat/...  /line/...  /viber/...   provider APIs
+/stripe/v1/...                   Stripe (checkout sessions, payment intents, charges, refunds,
+                                 events; see stripe.py); /stripe/pay/{session} checkout page
 GET    /_standin/requests        recorded requests (filters: family, channel, contains,
                                  path_contains, accepted, after_seq; min_count + timeout
                                  long-poll until that many match)
 POST   /_standin/fail            inject failures: {family, match, error | status+body,
-                                 retry_after, delay, times}
+                                 retry_after, delay, times}; family "sink" makes the sink fail
 DELETE /_standin/fail            drop every failure rule
 POST   /_standin/accounts        register an account: {channel, credentials, settings,
                                  webhook_url}; a family with registered accounts checks
@@ -16,6 +18,21 @@ POST   /_standin/status          send a signed status webhook for a sent message
                                  {provider_message_id, status, error_code?, error_title?,
                                  webhook_url?, secret?}
 POST   /_standin/sink/{name}     records what is posted (a webhook receiver to try things)
+POST   /_standin/stripe/sessions/{id}/pay     the customer pays: {amount_minor?, currency?,
+                                 deliver?: true, wait?: false}; the session completes, a
+                                 payment intent and charge succeed; events
+                                 checkout.session.completed, payment_intent.succeeded,
+                                 charge.succeeded (an amount/currency override makes them all
+                                 carry that amount). From the checkout page's form: 303 to
+                                 success_url
+POST   /_standin/stripe/sessions/{id}/expire  {deliver?: true}; checkout.session.expired
+GET    /_standin/stripe/events   events (filters: type, session) with the exact body, headers
+                                 signed now (to redeliver) and every delivery attempt (url,
+                                 status_code, error, the exact headers it carried)
+POST   /_standin/stripe/events/{evt}/resend   the same event again, freshly signed, one attempt
+                                 per endpoint (or to {webhook_url, secret})
+       Stripe accounts: {channel: "stripe", credentials: {api_key, webhook_secret},
+                                 settings: {api_version?, public_base_url?}, webhook_url}
 POST   /_standin/reset           forget everything
 GET    /healthz
 """
@@ -30,11 +47,13 @@ import httpx
 from fastapi import FastAPI, HTTPException, Request, Response
 from pydantic import BaseModel, Field
 
-from parlay_standins import line, meta, telegram, twilio, viber, wechat
+from parlay_standins import line, meta, stripe, telegram, twilio, viber, wechat
 from parlay_standins.common import base_url, serve, state_of
 from parlay_standins.state import (
+    ALL_FAMILIES,
     FAMILIES,
     FAMILY_OF_CHANNEL,
+    PAYMENT_FAMILIES,
     Account,
     FailureRule,
     Reply,
@@ -94,8 +113,9 @@ class StatusIn(BaseModel):
 def create_app(state: StandinState | None = None) -> FastAPI:
     app = FastAPI(title="Parlay provider stand-ins", docs_url=None, redoc_url=None)
     app.state.standin = state or StandinState()
-    for module in (meta, telegram, twilio, wechat, line, viber):
+    for module in (meta, telegram, twilio, wechat, line, viber, stripe):
         app.include_router(module.router)
+    app.include_router(stripe.control)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
@@ -104,7 +124,11 @@ def create_app(state: StandinState | None = None) -> FastAPI:
     @app.get("/")
     async def index(request: Request) -> dict[str, Any]:
         root = base_url(request)
-        return {"families": {f: f"{root}/{f}" for f in FAMILIES}, "control": f"{root}/_standin"}
+        return {
+            "families": {f: f"{root}/{f}" for f in FAMILIES},
+            "payment_providers": {f: f"{root}/{f}" for f in PAYMENT_FAMILIES},
+            "control": f"{root}/_standin",
+        }
 
     @app.get("/_standin/requests")
     async def requests(
@@ -136,8 +160,10 @@ def create_app(state: StandinState | None = None) -> FastAPI:
     @app.post("/_standin/fail")
     async def fail(rule: FailIn, request: Request) -> dict[str, str]:
         st = state_of(request)
-        if rule.family and rule.family not in FAMILIES:
-            raise HTTPException(400, f"unknown family {rule.family!r}; one of {FAMILIES}")
+        # "sink" too: a failing webhook receiver (e.g. to see Stripe's delivery retries).
+        known = (*ALL_FAMILIES, "sink")
+        if rule.family and rule.family not in known:
+            raise HTTPException(400, f"unknown family {rule.family!r}; one of {known}")
         created = FailureRule(id=f"rule-{len(st.rules) + 1}", **rule.model_dump())
         st.rules.append(created)
         return {"id": created.id}

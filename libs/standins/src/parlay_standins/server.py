@@ -11,7 +11,7 @@ from typing import Any
 import uvicorn
 
 from parlay_standins.app import create_app
-from parlay_standins.state import FAMILIES, StandinState
+from parlay_standins.state import ALL_FAMILIES, StandinState
 
 
 class _Server(uvicorn.Server):
@@ -39,7 +39,7 @@ class StandinServer:
         return f"http://{self.host}:{self.port}"
 
     def base_url(self, family: str) -> str:
-        if family not in FAMILIES:
+        if family not in ALL_FAMILIES:
             raise ValueError(f"unknown family {family!r}")
         return f"{self.url}/{family}"
 
@@ -75,7 +75,8 @@ class StandinServer:
 
 
 def env_for(url: str) -> dict[str, str]:
-    """The gateway settings that point every channel at the stand-ins served at `url`."""
+    """The gateway settings that point every channel and payment provider at the stand-ins
+    served at `url`."""
     return {
         "PARLAY_WHATSAPP_API_BASE_URL": f"{url}/meta",
         "PARLAY_MESSENGER_API_BASE_URL": f"{url}/meta",
@@ -86,4 +87,5 @@ def env_for(url: str) -> dict[str, str]:
         "PARLAY_LINE_API_BASE_URL": f"{url}/line",
         "PARLAY_LINE_API_DATA_BASE_URL": f"{url}/line",
         "PARLAY_VIBER_API_BASE_URL": f"{url}/viber",
+        "PARLAY_STRIPE_API_BASE_URL": f"{url}/stripe",
     }

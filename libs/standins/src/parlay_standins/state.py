@@ -11,7 +11,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, unquote_plus
 
 #: channel -> the API family (path prefix) that serves it.
 FAMILY_OF_CHANNEL: dict[str, str] = {
@@ -118,8 +118,11 @@ class FailureRule:
     def matches(self, record: RequestRecord) -> bool:
         if self.family and self.family != record.family:
             return False
-        if self.match and self.match not in f"{record.path}?{record.query} {record.raw_body}":
-            return False
+        if self.match:
+            seen = f"{record.path}?{record.query} {record.raw_body}"
+            # form bodies (Stripe, Twilio) are matched decoded too: "metadata[order_id]=o-1"
+            if self.match not in seen and self.match not in unquote_plus(record.raw_body):
+                return False
         return self.times == 0 or self.used < self.times
 
 
