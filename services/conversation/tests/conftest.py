@@ -7,47 +7,23 @@ produce gateway events and wait on stored offsets — never on sleeps.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
-import asyncpg
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from google.protobuf import struct_pb2
 
 from parlay.gateway.v1 import gateway_events_pb2 as ge
 from parlay.profile.v1 import profile_events_pb2 as pe
 from parlay_conversation.readmodel import MIGRATIONS as CONVERSATION_MIGRATIONS
 from parlay_conversation.settings import ConversationSettings
-from parlay_kit.broker import ensure_topics
-from parlay_kit.envelope import NewEvent, deterministic_event_id, encode, utcnow
-from parlay_kit.kafka import log_end_offsets
-from parlay_kit.projector import Projector
-from parlay_kit.runtime import ServiceRuntime
+from parlay_kit.envelope import NewEvent, deterministic_event_id
 from parlay_kit.settings import KafkaSettings, ServiceSettings
+from parlay_kit.testbus import Runtimes, TopicBus, create_schema, drop_schema, topic_bus
 from parlay_kit.testing import unique_name
 from parlay_profile.readmodel import MIGRATIONS as PROFILE_MIGRATIONS
 from parlay_profile.settings import ProfileSettings
-
-
-async def wait_until(
-    condition: Callable[[], Awaitable[bool] | bool], timeout: float = 30.0, what: str = ""
-) -> None:
-    """Poll a condition with a deadline (a condition, not a sleep, decides)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or condition}")
-        await asyncio.sleep(0.02)
 
 
 def message_received(
@@ -298,19 +274,12 @@ def foreign_event(
     )
 
 
-@dataclass
-class Bus:
-    """A private set of topics on the shared broker, with a producer and offset probes (test
-    modules cannot import conftest, so helpers hang off this fixture object)."""
+KINDS = ("inbound", "profile", "conversation", "orders", "payments")
 
-    bootstrap: str
-    inbound: str
-    profile: str
-    conversation: str
-    orders: str
-    payments: str
-    producer: AIOKafkaProducer
-    sent: list[NewEvent] = field(default_factory=list)
+
+class Bus(TopicBus):
+    """The conversation tests' topics on the shared broker, with the kit's producer and offset
+    probes (test modules cannot import conftest, so helpers hang off this fixture object)."""
 
     message_received = staticmethod(message_received)
     identity_linked = staticmethod(identity_linked)
@@ -320,113 +289,36 @@ class Bus:
     profiles_merged = staticmethod(profiles_merged)
     consent_changed = staticmethod(consent_changed)
     foreign_event = staticmethod(foreign_event)
-    wait_until = staticmethod(wait_until)
+
+    @property
+    def inbound(self) -> str:
+        return self.topics["inbound"]
+
+    @property
+    def profile(self) -> str:
+        return self.topics["profile"]
+
+    @property
+    def conversation(self) -> str:
+        return self.topics["conversation"]
+
+    @property
+    def orders(self) -> str:
+        return self.topics["orders"]
+
+    @property
+    def payments(self) -> str:
+        return self.topics["payments"]
 
     @property
     def timeline_topics(self) -> list[str]:
         return [self.inbound, self.profile, self.orders, self.payments]
 
-    @staticmethod
-    async def wait_published(runtime: ServiceRuntime, timeout: float = 30.0) -> None:
-        """The outbox relay has published every event in the store."""
-        assert runtime.pool is not None and runtime.relay is not None
-        last = await runtime.pool.fetchval(
-            f"SELECT coalesce(max(position), 0) FROM {runtime.schema}.events"
-        )
-        await runtime.relay.wait_published(last, timeout)
-
-    async def produce(
-        self,
-        topic: str,
-        event: NewEvent,
-        *,
-        source: str = "gateway",
-        traceparent: str = "",
-        event_type: str = "",
-    ) -> None:
-        envelope = event.to_envelope(source, event.aggregate_version or 1, utcnow())
-        if event_type:
-            envelope.event_type = event_type
-        headers = [("ce_id", event.event_id.encode()), ("ce_type", envelope.event_type.encode())]
-        if traceparent:
-            headers.append(("traceparent", traceparent.encode()))
-        await self.producer.send_and_wait(
-            topic, value=encode(envelope), key=event.aggregate_id.encode(), headers=headers
-        )
-        self.sent.append(event)
-
-    async def end_offsets(self, *topics: str) -> dict[tuple[str, int], int]:
-        """The real end of each partition (Tansu reports the last batch's base offset + 1 as
-        the end; `log_end_offsets` probes past it)."""
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap, enable_auto_commit=False, fetch_max_wait_ms=50
-        )
-        await consumer.start()
-        try:
-            partitions = []
-            for topic in topics:
-                ids = consumer.partitions_for_topic(topic)
-                while not ids:
-                    await consumer._client.force_metadata_update()
-                    ids = consumer.partitions_for_topic(topic)
-                partitions += [TopicPartition(topic, p) for p in ids]
-            consumer.assign(partitions)
-            ends = await log_end_offsets(consumer, partitions, probe_timeout_ms=50)
-            return {(tp.topic, tp.partition): off for tp, off in ends.items()}
-        finally:
-            await consumer.stop()
-
-    async def caught_up(self, projector: Projector) -> bool:
-        """The projector has durably applied everything on its topics right now."""
-        ends = await self.end_offsets(*projector.topics)
-        stored = await projector.stored_offsets()
-        return all(stored.get(tp, 0) >= end for tp, end in ends.items() if end > 0)
-
-    async def wait_caught_up(self, projector: Projector, timeout: float = 30.0) -> None:
-        await wait_until(lambda: self.caught_up(projector), timeout, f"{projector.name} offsets")
-
-    async def read_all(self, topic: str) -> list:
-        """Every record on the topic right now (no consumer group)."""
-        ends = await self.end_offsets(topic)
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-        )
-        await consumer.start()
-        try:
-            consumer.assign([TopicPartition(t, p) for t, p in ends])
-            await consumer.seek_to_beginning()
-            records = []
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                for tp, batch in (await consumer.getmany(timeout_ms=200)).items():
-                    records.extend(batch)
-                    del tp
-                done = True
-                for (t, p), end in ends.items():
-                    if await consumer.position(TopicPartition(t, p)) < end:
-                        done = False
-                if done:
-                    return sorted(records, key=lambda r: (r.partition, r.offset))
-            raise AssertionError(f"could not read {topic} to its end")
-        finally:
-            await consumer.stop()
-
 
 @contextlib.asynccontextmanager
 async def _bus(bootstrap: str) -> AsyncIterator[Bus]:
-    suffix = unique_name("t")
-    names = [
-        f"{suffix}.{kind}" for kind in ("inbound", "profile", "conversation", "orders", "payments")
-    ]
-    await ensure_topics(bootstrap, names, partitions=3)
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=1)
-    await producer.start()
-    try:
-        yield Bus(bootstrap, *names, producer=producer)
-    finally:
-        await producer.stop()
+    async with topic_bus(bootstrap, KINDS) as b:
+        yield Bus(b.bootstrap, b.topics, b.producer)
 
 
 @pytest.fixture(scope="module")
@@ -443,52 +335,50 @@ async def private_bus(kafka_bootstrap: str) -> AsyncIterator[Bus]:
         yield b
 
 
-async def _create_schema(database_url: str) -> str:
-    name = unique_name("t")
-    conn = await asyncpg.connect(database_url)
-    try:
-        await conn.execute(f"CREATE SCHEMA {name}")
-    finally:
-        await conn.close()
-    return name
-
-
-async def _drop_schema(database_url: str, name: str) -> None:
-    conn = await asyncpg.connect(database_url)
-    try:
-        await conn.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
-    finally:
-        await conn.close()
-
-
 @pytest.fixture(scope="module")
 async def module_schema(database_url: str) -> AsyncIterator[str]:
-    name = await _create_schema(database_url)
+    name = await create_schema(database_url)
     try:
         yield name
     finally:
-        await _drop_schema(database_url, name)
+        await drop_schema(database_url, name)
 
 
 @pytest.fixture
 async def second_schema(database_url: str) -> AsyncIterator[str]:
     """Another empty schema (for rebuilding read models from the log)."""
-    name = await _create_schema(database_url)
+    name = await create_schema(database_url)
     try:
         yield name
     finally:
-        await _drop_schema(database_url, name)
+        await drop_schema(database_url, name)
 
 
-SERVICES = {
-    "conversation": (ConversationSettings, CONVERSATION_MIGRATIONS),
-    "profile": (ProfileSettings, PROFILE_MIGRATIONS),
-}
+def _settings(cls: type[ServiceSettings], database_url: str, bootstrap: str):
+    return lambda schema: cls(
+        database_url=database_url,
+        db_schema=schema,
+        kafka=KafkaSettings(bootstrap=bootstrap),
+        max_event_attempts=2,
+    )
+
+
+def _runtimes(database_url: str, bootstrap: str) -> Runtimes:
+    return Runtimes(
+        {
+            "conversation": (
+                _settings(ConversationSettings, database_url, bootstrap),
+                CONVERSATION_MIGRATIONS,
+            ),
+            "profile": (_settings(ProfileSettings, database_url, bootstrap), PROFILE_MIGRATIONS),
+        },
+        default="conversation",
+    )
 
 
 @pytest.fixture
 async def runtimes(database_url: str, kafka_bootstrap: str) -> AsyncIterator[Runtimes]:
-    r = Runtimes(database_url, kafka_bootstrap)
+    r = _runtimes(database_url, kafka_bootstrap)
     try:
         yield r
     finally:
@@ -497,52 +387,8 @@ async def runtimes(database_url: str, kafka_bootstrap: str) -> AsyncIterator[Run
 
 @pytest.fixture(scope="module")
 async def module_runtimes(database_url: str, kafka_bootstrap: str) -> AsyncIterator[Runtimes]:
-    r = Runtimes(database_url, kafka_bootstrap)
+    r = _runtimes(database_url, kafka_bootstrap)
     try:
         yield r
     finally:
         await r.close()
-
-
-class Runtimes:
-    """Service runtimes (store, relay, migrations) on given schemas; stopped after the test."""
-
-    def __init__(self, database_url: str, bootstrap: str) -> None:
-        self.database_url = database_url
-        self.bootstrap = bootstrap
-        self._opened: list[ServiceRuntime] = []
-        self._started: list[ServiceRuntime] = []
-
-    async def open(self, schema: str, service: str = "conversation") -> ServiceRuntime:
-        settings_cls, migrations = SERVICES[service]
-        settings: ServiceSettings = settings_cls(
-            database_url=self.database_url,
-            db_schema=schema,
-            kafka=KafkaSettings(bootstrap=self.bootstrap),
-            max_event_attempts=2,
-        )
-        runtime = ServiceRuntime(settings, migrations=migrations)
-        await runtime.open()
-        self._opened.append(runtime)
-        return runtime
-
-    async def start(self, runtime: ServiceRuntime) -> ServiceRuntime:
-        await runtime.start()
-        self._started.append(runtime)
-        return runtime
-
-    async def stop(self, runtime: ServiceRuntime) -> None:
-        self._started.remove(runtime)
-        self._opened.remove(runtime)
-        await runtime.stop()
-
-    async def close(self) -> None:
-        for runtime in reversed(self._opened):
-            if runtime in self._started:
-                await runtime.stop()
-            elif runtime.pool is not None:
-                if runtime.group_commit is not None:
-                    await runtime.group_commit.close()
-                await runtime.pool.close()
-        self._opened.clear()
-        self._started.clear()
