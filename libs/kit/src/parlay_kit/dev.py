@@ -34,6 +34,7 @@ import os
 import signal
 import sys
 import time
+import urllib.request
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -81,6 +82,17 @@ STANDIN_BASE_PATHS: dict[str, str] = {
 }
 #: The stand-ins honour an Idempotency-Key header, so after a crash mid-send every channel can be
 #: re-sent safely against them (real providers: only LINE; see docs/outbound.md).
+#: The dev tenant's Stripe account when the stand-ins play Stripe: the gateway gets it from a
+#: channel-accounts file `parlay dev` writes, the Stripe stand-in gets it (with the gateway's
+#: webhook URL) at start, so payment links and their webhooks work out of the box.
+DEV_STRIPE_ACCOUNT = {
+    "tenant_id": tenancy.DEV_TENANT_ID,
+    "channel_account_id": "demo-stripe",
+    "channel": "stripe",
+    "credentials": {"api_key": "sk_test_parlay_dev", "webhook_secret": "whsec_parlay_dev"},
+    "settings": {},
+}
+
 STANDIN_RESEND_CHANNELS = "whatsapp,messenger,instagram,telegram,twilio,wechat,viber"
 
 
@@ -241,8 +253,38 @@ def service_env(
         for name, path in STANDIN_BASE_PATHS.items():
             env[name] = options.standins_url + path
         env.setdefault("PARLAY_OUTBOUND_IDEMPOTENT_RESEND_CHANNELS", STANDIN_RESEND_CHANNELS)
+        if spec.name == "gateway" and "PARLAY_CHANNEL_ACCOUNTS_FILE" not in env:
+            env["PARLAY_CHANNEL_ACCOUNTS_FILE"] = str(dev_accounts_file(options))
     env.update(options.extra_env)
     return env
+
+
+def dev_accounts_file(options: DevOptions) -> Path:
+    """The channel-accounts file of the dev stack (the demo Stripe account), written on use."""
+    path = options.state_dir / "dev_channel_accounts.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"channel_accounts": [DEV_STRIPE_ACCOUNT]}, indent=2))
+    return path
+
+
+async def register_dev_stripe_account(options: DevOptions) -> None:
+    """Tell the Stripe stand-in about the demo account and where its webhooks go."""
+    gateway = next(s for s in options.specs() if s.name == "gateway")
+    body = json.dumps(
+        {
+            "channel": "stripe",
+            "credentials": DEV_STRIPE_ACCOUNT["credentials"],
+            "webhook_url": f"http://{options.host}:{gateway.http_port}/webhooks/stripe/"
+            f"{DEV_STRIPE_ACCOUNT['channel_account_id']}",
+        }
+    ).encode()
+    request = urllib.request.Request(
+        f"{options.standins_url}/_standin/accounts",
+        data=body,
+        headers={"content-type": "application/json"},
+        method="POST",
+    )
+    await asyncio.to_thread(lambda: urllib.request.urlopen(request, timeout=10).close())
 
 
 # --------------------------------------------------------------------------------------------
@@ -643,6 +685,8 @@ class DevStack:
                 if time.monotonic() > deadline:
                     raise StartupError("provider stand-ins not ready", proc.log_tail())
                 await asyncio.sleep(0.1)
+            if "gateway" in opts.services:
+                await register_dev_stripe_account(opts)
             return "ready"
 
         await self._step(progress, task, ready(), "ready")
