@@ -25,8 +25,9 @@ from .support import OVERLAYS, Rendered, grpc_calls_in_settings
 #: gRPC calls between services that the design needs (caller -> callee), read from the code: a
 #: `<callee>_grpc_target` setting in the caller's settings class.
 DESIGN_GRPC_CALLS: set[tuple[str, str]] = grpc_calls_in_settings()
-#: Services that call providers on the internet (outbound delivery; the payment provider).
-INTERNET_EGRESS = {"gateway", "payments"}
+#: Services that call providers on the internet: the gateway (outbound delivery and the
+#: payment-provider calls it makes for payments; it alone holds provider secrets).
+INTERNET_EGRESS = {"gateway"}
 
 INTERNET = "203.0.113.10"  # a public address
 METADATA = "169.254.169.254"  # the cloud metadata endpoint
