@@ -22,11 +22,13 @@ Transitions (docs/order-to-cash.md):
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
-from datetime import datetime
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime
+from typing import Any
 
 from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from parlay.orders.v1 import orders_events_pb2 as oe
 from parlay_kit.errors import FailedPrecondition, InvalidArgument
@@ -236,9 +238,7 @@ def normalize_reply(text: str) -> str:
     """Lower case, accents removed, surrounding whitespace and punctuation stripped."""
     decomposed = unicodedata.normalize("NFKD", text.strip().lower())
     bare = "".join(
-        ch
-        for ch in decomposed
-        if not unicodedata.combining(ch) and ch not in _EMOJI_MODIFIERS
+        ch for ch in decomposed if not unicodedata.combining(ch) and ch not in _EMOJI_MODIFIERS
     )
     start, end = 0, len(bare)
     while start < end and _is_edge(bare[start]):
@@ -324,89 +324,120 @@ def apply(
 ) -> OrderState | None:
     """Fold one order event into the state. Events at or below the state's version are ignored
     (redelivery); unknown types leave the state as it is."""
-    if state is not None and version <= state.version:
+    return fold(state, ((payload, version, at),), tenant_id=tenant_id)
+
+
+#: An event to fold: (payload, aggregate version, when). `when` may be the envelope's protobuf
+#: Timestamp: it is converted only if it ends up in the state (the projection's hot path).
+Folded = tuple[Message, int, "datetime | Timestamp"]
+
+_FIELDS = tuple(f.name for f in fields(OrderState))
+
+
+def fold(
+    state: OrderState | None, events: Iterable[Folded], *, tenant_id: str
+) -> OrderState | None:
+    """Fold an order's events, oldest first, into its state: `apply` for many events at the
+    cost of one state object (the read-model projection folds a batch's events per order)."""
+    cur: dict[str, Any] | None = (
+        None if state is None else {name: getattr(state, name) for name in _FIELDS}
+    )
+    changed = False
+    for payload, version, at in events:
+        if cur is None:
+            if isinstance(payload, oe.OrderPlaced):
+                cur = _placed(payload, tenant_id, version, at)
+                changed = True
+            # else: an event of an order whose OrderPlaced this reader never saw
+            continue
+        if version <= cur["version"] or isinstance(payload, oe.OrderPlaced):
+            continue
+        _change(cur, payload)
+        cur["version"] = version
+        cur["updated_at"] = at
+        changed = True
+    if not changed or cur is None:
         return state
-    if isinstance(payload, oe.OrderPlaced):
-        if state is not None:
-            return state
-        return OrderState(
-            tenant_id=tenant_id,
-            order_id=payload.order_id,
-            customer_id=payload.customer_id,
-            conversation_id=payload.conversation_id,
-            status=PLACED,
-            lines=tuple(
-                Line(
-                    sku=i.sku,
-                    name=i.name,
-                    quantity=i.quantity,
-                    unit_price_minor=i.unit_price_minor,
-                    catalog_price_minor=i.catalog_price_minor,
-                    line_total_minor=i.line_total_minor,
-                    issue=i.issue,
-                )
-                for i in payload.items
-            ),
-            total_minor=payload.total_minor,
-            currency=payload.currency,
-            payment_method=payload.payment_method,
-            source=payload.source,
-            issues=tuple(payload.issues),
-            channel=payload.channel,
-            channel_account_id=payload.channel_account_id,
-            address=payload.address,
-            summary=payload.summary,
-            source_event_id=payload.source_event_id,
-            idempotency_key=payload.idempotency_key,
-            placed_by=payload.placed_by,
-            version=version,
-            created_at=at,
-            updated_at=at,
-        )
-    if state is None:
-        return None  # an event of an order whose OrderPlaced this reader never saw
-    s = replace(state, version=version, updated_at=at)
+    for key in ("created_at", "updated_at"):
+        if isinstance(cur[key], Timestamp):
+            cur[key] = cur[key].ToDatetime(tzinfo=UTC)
+    return OrderState(**cur)
+
+
+def _placed(p: oe.OrderPlaced, tenant_id: str, version: int, at: Any) -> dict[str, Any]:
+    state = OrderState(
+        tenant_id=tenant_id,
+        order_id=p.order_id,
+        customer_id=p.customer_id,
+        conversation_id=p.conversation_id,
+        status=PLACED,
+        lines=tuple(
+            Line(
+                sku=i.sku,
+                name=i.name,
+                quantity=i.quantity,
+                unit_price_minor=i.unit_price_minor,
+                catalog_price_minor=i.catalog_price_minor,
+                line_total_minor=i.line_total_minor,
+                issue=i.issue,
+            )
+            for i in p.items
+        ),
+        total_minor=p.total_minor,
+        currency=p.currency,
+        payment_method=p.payment_method,
+        source=p.source,
+        issues=tuple(p.issues),
+        channel=p.channel,
+        channel_account_id=p.channel_account_id,
+        address=p.address,
+        summary=p.summary,
+        source_event_id=p.source_event_id,
+        idempotency_key=p.idempotency_key,
+        placed_by=p.placed_by,
+        version=version,
+    )
+    cur = {name: getattr(state, name) for name in _FIELDS}
+    cur["created_at"] = cur["updated_at"] = at
+    return cur
+
+
+def _change(s: dict[str, Any], payload: Message) -> None:
+    """What one event (after OrderPlaced) changes, in place on the state's fields."""
     if isinstance(payload, oe.OrderConfirmationRequested):
-        return replace(s, confirmation_requested=True)
-    if isinstance(payload, oe.OrderConfirmed):
-        return replace(s, status=CONFIRMED, confirmed_by=payload.confirmed_by)
-    if isinstance(payload, oe.OrderAwaitingPayment):
+        s["confirmation_requested"] = True
+    elif isinstance(payload, oe.OrderConfirmed):
+        s["status"] = CONFIRMED
+        s["confirmed_by"] = payload.confirmed_by
+    elif isinstance(payload, oe.OrderAwaitingPayment):
         # An order already out for delivery (cash/card on delivery) stays out for delivery.
-        status = s.status if s.status == OUT_FOR_DELIVERY else AWAITING_PAYMENT
-        return replace(
-            s,
-            status=status,
-            payment_attempt=payload.attempt,
-            payment_method=payload.payment_method or s.payment_method,
-        )
-    if isinstance(payload, oe.OrderPaid):
-        return replace(
-            s,
-            status=PAID,
-            payment_id=payload.payment_id,
-            paid_minor=payload.amount_minor,
-            payment_flag="",
-        )
-    if isinstance(payload, oe.OrderPaymentFlagged):
-        return replace(s, payment_flag=payload.reason)
-    if isinstance(payload, oe.OrderOutForDelivery):
-        return replace(
-            s,
-            status=OUT_FOR_DELIVERY,
-            carrier=payload.carrier or s.carrier,
-            tracking_code=payload.tracking_code or s.tracking_code,
-        )
-    if isinstance(payload, oe.OrderDelivered):
-        return replace(s, status=DELIVERED)
-    if isinstance(payload, oe.OrderCancelled):
-        return replace(s, status=CANCELLED, cancel_reason=payload.reason)
-    if isinstance(payload, oe.OrderRefunded):
-        return replace(
-            s,
-            status=REFUNDED if payload.fully_refunded else s.status,
-            refunded_minor=payload.refunded_total_minor,
-        )
-    return s
+        if s["status"] != OUT_FOR_DELIVERY:
+            s["status"] = AWAITING_PAYMENT
+        s["payment_attempt"] = payload.attempt
+        s["payment_method"] = payload.payment_method or s["payment_method"]
+    elif isinstance(payload, oe.OrderPaid):
+        s["status"] = PAID
+        s["payment_id"] = payload.payment_id
+        s["paid_minor"] = payload.amount_minor
+        # A link failure is resolved by the payment; money that did not match stays flagged
+        # (someone still has to refund or settle it).
+        if s["payment_flag"].startswith(LINK_FAILED):
+            s["payment_flag"] = ""
+    elif isinstance(payload, oe.OrderPaymentFlagged):
+        s["payment_flag"] = payload.reason
+    elif isinstance(payload, oe.OrderOutForDelivery):
+        s["status"] = OUT_FOR_DELIVERY
+        s["carrier"] = payload.carrier or s["carrier"]
+        s["tracking_code"] = payload.tracking_code or s["tracking_code"]
+    elif isinstance(payload, oe.OrderDelivered):
+        s["status"] = DELIVERED
+    elif isinstance(payload, oe.OrderCancelled):
+        s["status"] = CANCELLED
+        s["cancel_reason"] = payload.reason
+    elif isinstance(payload, oe.OrderRefunded):
+        if payload.fully_refunded:
+            s["status"] = REFUNDED
+        s["refunded_minor"] = payload.refunded_total_minor
 
 
 # --------------------------------------------------------------------------------- decisions
@@ -498,9 +529,7 @@ def decide_confirm(
     if state.status != PLACED:
         raise _status_error(state, "confirm")
     if payment_method and payment_method not in PAYMENT_METHODS:
-        raise InvalidArgument(
-            "payment_method", f"must be one of {', '.join(PAYMENT_METHODS)}"
-        )
+        raise InvalidArgument("payment_method", f"must be one of {', '.join(PAYMENT_METHODS)}")
     return [
         oe.OrderConfirmed(
             order_id=state.order_id,
