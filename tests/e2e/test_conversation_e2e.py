@@ -222,6 +222,9 @@ async def test_the_bot_answers_where_is_my_order_from_the_orders_service(stack, 
         },
     }
     await post_webhook(stack, webhook([cart], [(wa_id, "Oli")]))
+    # The question comes after the order exists (asked in the same breath, the bot could look
+    # before the orders service has placed it — a different test).
+    await eventually(lambda: _has_order(stack, cart["id"]), what="the cart's order")
     await post_webhook(
         stack,
         webhook(
@@ -238,6 +241,23 @@ async def test_the_bot_answers_where_is_my_order_from_the_orders_service(stack, 
         what="the bot's order-status answer",
     )
     assert answered.handler == conv_pb.CONVERSATION_HANDLER_BOT
+
+
+async def _has_order(stack: ServiceStack, cart_message_id: str) -> bool:
+    from parlay.orders.v1 import orders_service_pb2 as orders_pb
+    from parlay.orders.v1 import orders_service_pb2_grpc as orders_grpc
+
+    conversation = await conversation_with(
+        stack, lambda c: any(m.provider_message_id == cart_message_id for m in c.messages)
+    )
+    if conversation is None:
+        return False
+    async with stack.channel("orders") as channel:
+        reply = await orders_grpc.OrdersServiceStub(channel).ListOrders(
+            orders_pb.ListOrdersRequest(customer_id=conversation.customer_id),
+            metadata=stack.metadata(),
+        )
+    return bool(reply.orders)
 
 
 def ce_settings(**kw):
