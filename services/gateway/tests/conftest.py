@@ -22,7 +22,12 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from gateway_testkit import RunningGateway, run_gateway  # noqa: E402
 
-GATEWAY_TOPICS = [*topics.TOPICS_BY_SERVICE["gateway"], topics.dead_letter_topic("gateway")]
+GATEWAY_TOPICS = [
+    *topics.TOPICS_BY_SERVICE["gateway"],
+    # The payment actions consume the payments topic (tests produce requests on it).
+    topics.PAYMENTS,
+    topics.dead_letter_topic("gateway"),
+]
 
 
 def _root_fixture(request: pytest.FixtureRequest, name: str) -> Any:
@@ -77,3 +82,14 @@ async def gateway(gw_kafka: str, gw_database_url: str) -> AsyncIterator[RunningG
     rebalance: ~5 s for a new group on Tansu, ~18 s when a previous member just left."""
     async with run_gateway(gw_kafka, gw_database_url) as running:
         yield running
+
+
+@pytest.fixture(scope="module")
+async def payments(gw_kafka: str, gw_database_url: str) -> AsyncIterator[Any]:
+    """A gateway whose payment actions call the Stripe and Telegram stand-ins. One per module,
+    not per session: every gateway on the shared broker also normalizes (and republishes) the
+    others' webhooks, so one that outlives its tests adds duplicates to later modules' topics."""
+    from payments_testkit import payments_env
+
+    async with payments_env(gw_kafka, gw_database_url) as env:
+        yield env

@@ -221,12 +221,12 @@ class RunningGateway:
 
 @contextlib.asynccontextmanager
 async def run_gateway(
-    bootstrap: str, database_url: str, **overrides: Any
+    bootstrap: str, database_url: str, outbound_settings: Any = None, **overrides: Any
 ) -> AsyncIterator[RunningGateway]:
     """A fully started gateway (HTTP, relay, normalizer; no gRPC server) in a fresh schema."""
     settings = gateway_settings(bootstrap, database_url, **overrides)
     try:
-        gateway = await assemble(settings, with_grpc=False)
+        gateway = await assemble(settings, with_grpc=False, outbound_settings=outbound_settings)
         await gateway.runtime.start()
         running = RunningGateway(gateway)
         try:

@@ -1,7 +1,8 @@
 """Telegram Bot API stand-in.
 
     POST|GET /telegram/bot{token}/{method}        sendMessage, sendPhoto, sendDocument, sendVideo,
-                                                  sendAudio, sendSticker, getFile, getMe
+                                                  sendAudio, sendSticker, getFile, getMe,
+                                                  sendInvoice, answerPreCheckoutQuery (payments)
     GET      /telegram/file/bot{token}/{path}     file download
 Parameters as JSON, form or query string, like the real API. Answers {"ok": ..., ...}.
 """
@@ -117,7 +118,9 @@ async def bot_method(token: str, method: str, request: Request) -> Response:
                     },
                 },
             )
-        if method != "sendMessage" and method not in MEDIA_METHODS:
+        if method == "answerPreCheckoutQuery":
+            return _answer_pre_checkout_query(record, p)
+        if method not in ("sendMessage", "sendInvoice") and method not in MEDIA_METHODS:
             return tg_error(404, "Not Found")
         chat_id = p.get("chat_id")
         if chat_id in (None, ""):
@@ -137,6 +140,11 @@ async def bot_method(token: str, method: str, request: Request) -> Response:
             if len(str(text)) > 4096:
                 return tg_error(400, "Bad Request: message is too long")
             result["text"] = text
+        elif method == "sendInvoice":
+            invoice = _invoice(p)
+            if isinstance(invoice, Reply):
+                return invoice
+            result["invoice"] = invoice
         else:
             field = MEDIA_METHODS[method]
             if not p.get(field):
@@ -172,6 +180,91 @@ async def file_download(token: str, file_path: str, request: Request) -> Respons
         return Reply(200, media.data, media_type=media.mime_type)
 
     return await serve(request, FAMILY, handle, error_reply)
+
+
+# ---------------------------------------------------------------------------------- payments
+
+
+def _json_param(value: Any) -> Any:
+    """A JSON-serialized parameter (prices in a form) or the value itself (a JSON body)."""
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return None
+    return value
+
+
+def _bool_param(value: Any) -> bool | None:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    return None
+
+
+def _invoice(p: dict[str, Any]) -> dict[str, Any] | Reply:
+    """sendInvoice as the Bot API documents it: title 1-32 characters, description 1-255,
+    payload 1-128 bytes, a 3-letter currency, prices a non-empty array of LabeledPrice
+    {label, amount} with integer amounts in the smallest units; provider_token required except
+    for Telegram Stars (XTR, one price only). -> the Message's `invoice`."""
+    title = str(p.get("title") or "")
+    if not 1 <= len(title) <= 32:
+        return tg_error(
+            400, "Bad Request: INVOICE_TITLE_INVALID" if title else "Bad Request: title is empty"
+        )
+    description = str(p.get("description") or "")
+    if not 1 <= len(description) <= 255:
+        return tg_error(400, "Bad Request: INVOICE_DESCRIPTION_INVALID")
+    payload = str(p.get("payload") or "")
+    if not 1 <= len(payload.encode()) <= 128:
+        return tg_error(400, "Bad Request: INVOICE_PAYLOAD_INVALID")
+    currency = str(p.get("currency") or "")
+    if len(currency) != 3 or not currency.isalpha() or not currency.isupper():
+        return tg_error(400, "Bad Request: CURRENCY_INVALID")
+    prices = _json_param(p.get("prices"))
+    if not isinstance(prices, list) or not prices:
+        return tg_error(400, "Bad Request: can't parse prices JSON object")
+    total = 0
+    for price in prices:
+        if not isinstance(price, dict) or not price.get("label"):
+            return tg_error(400, "Bad Request: can't parse prices JSON object")
+        amount = price.get("amount")
+        if isinstance(amount, bool) or not isinstance(amount, int):
+            return tg_error(400, "Bad Request: can't parse prices JSON object")
+        total += amount
+    if total <= 0:
+        return tg_error(400, "Bad Request: CURRENCY_TOTAL_AMOUNT_INVALID")
+    token = str(p.get("provider_token") or "")
+    if currency == "XTR":
+        if token or len(prices) != 1:
+            return tg_error(400, "Bad Request: STARS_INVOICE_INVALID")
+    elif not token:
+        return tg_error(400, "Bad Request: PAYMENT_PROVIDER_INVALID")
+    return {
+        "title": title,
+        "description": description,
+        "start_parameter": str(p.get("start_parameter") or ""),
+        "currency": currency,
+        "total_amount": total,
+    }
+
+
+def _answer_pre_checkout_query(record: RequestRecord, p: dict[str, Any]) -> Reply:
+    """answerPreCheckoutQuery: pre_checkout_query_id, ok, and error_message when ok is false.
+    -> {"ok": true, "result": true}."""
+    query_id = str(p.get("pre_checkout_query_id") or "")
+    if not query_id:
+        return tg_error(400, "Bad Request: QUERY_ID_INVALID")
+    ok = _bool_param(p.get("ok"))
+    if ok is None:
+        return tg_error(400, 'Bad Request: parameter "ok" is required')
+    if not ok and not p.get("error_message"):
+        return tg_error(400, "Bad Request: ERROR_MESSAGE_EMPTY")
+    record.channel = "telegram"
+    record.provider_message_id = f"pre_checkout:{query_id}"
+    record.accepted = True
+    return Reply(200, {"ok": True, "result": True})
 
 
 def _int_or_str(value: Any) -> Any:

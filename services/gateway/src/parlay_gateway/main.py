@@ -6,6 +6,8 @@ ServiceRuntime (pool, migrations, event store + outbox relay, group commit, SIGT
   + normalizer projector: parlay.gateway.webhooks.v1 -> parlay.gateway.inbound.v1
   + outbound: consumer of OutboundMessageRequested (parlay.conversation.v1), the sender task,
     GatewayService.GetMedia (see outbound/ and docs/outbound.md)
+  + payment actions: projectors on parlay.payments.v1 that make the Stripe / Telegram payment
+    calls payments asks for -> ChannelPaymentActionCompleted (see payments/)
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from parlay_gateway import grpc_api, normalizer, outbound
+from parlay_gateway import grpc_api, normalizer, outbound, payments
 from parlay_gateway.account_service import ChannelAccounts
 from parlay_gateway.account_store import MIGRATIONS, AccountDirectory, AccountRepository
 from parlay_gateway.channels.registry import AdapterRegistry, default_registry
@@ -43,6 +45,7 @@ class Gateway:
     http: HttpServer
     outbound: outbound.Outbound | None = None
     webchat: webchat_socket.WebchatHub | None = None
+    payments: payments.Payments | None = None
 
 
 class GatewayServicer(outbound.MediaServicerMixin, grpc_api.GatewayServicer):
@@ -140,6 +143,12 @@ async def assemble(
         senders=senders,
     )
 
+    payment_actions = payments.wire(
+        runtime,
+        settings=settings,
+        telegram_base_url=lambda account: out.settings.base_url("telegram", account),
+    )
+
     async def close_media_client(stop: Any) -> None:
         await stop.wait()
         await out.media.close()
@@ -149,7 +158,9 @@ async def assemble(
         runtime.add_grpc(
             grpc_api.add_to_server, GatewayServicer(accounts, out.media), grpc_api.SERVICE_NAME
         )
-    return Gateway(settings, runtime, accounts, directory, registry, http, out, webchat_hub)
+    return Gateway(
+        settings, runtime, accounts, directory, registry, http, out, webchat_hub, payment_actions
+    )
 
 
 async def serve(settings: GatewaySettings) -> None:

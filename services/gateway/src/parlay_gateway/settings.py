@@ -33,7 +33,9 @@ class GatewaySettings(ServiceSettings):
     stripe_api_base_url: str = "https://api.stripe.com"
     #: Where Stripe Checkout sends the customer after paying / giving up. Stripe requires both;
     #: the defaults are a harmless page. {CHECKOUT_SESSION_ID} is filled in by Stripe.
-    stripe_success_url: str = "https://example.com/parlay/checkout/success?session_id={CHECKOUT_SESSION_ID}"
+    stripe_success_url: str = (
+        "https://example.com/parlay/checkout/success?session_id={CHECKOUT_SESSION_ID}"
+    )
     stripe_cancel_url: str = "https://example.com/parlay/checkout/cancelled"
     #: Seconds to wait for Stripe's answer to one attempt (then retried with the same key).
     stripe_timeout_seconds: float = 20.0

@@ -117,9 +117,16 @@ def _metadata(obj: dict[str, Any], path: str) -> dict[str, str]:
     return out
 
 
+#: int64, what the event's amount fields hold (Stripe's own limits are far below; some
+#: objects, e.g. balance transactions, carry negative amounts).
+_MAX_AMOUNT = 2**63 - 1
+
+
 def _amount(obj: dict[str, Any], key: str, path: str) -> int:
-    value = c.integer(obj, key, path, required=False)
-    return value or 0
+    value = c.integer(obj, key, path, required=False) or 0
+    if not -_MAX_AMOUNT <= value <= _MAX_AMOUNT:
+        raise MalformedPayload(f"{path}.{key}: amount out of range: {value}")
+    return value
 
 
 def normalize_event(
@@ -156,7 +163,7 @@ def normalize_event(
     elif object_type == "payment_intent":
         payment_intent_id = object_id
         charge_id = _id_of(obj.get("latest_charge"), f"{path}.latest_charge")
-        received = c.integer(obj, "amount_received", path, required=False)
+        received = _amount(obj, "amount_received", path)
         amount = received if received else _amount(obj, "amount", path)
     elif object_type == "charge":
         charge_id = object_id
