@@ -2,7 +2,7 @@
 
 The code is the single source of truth: ports from `parlay_kit.dev.SERVICE_PORTS` /
 `SERVICE_HTTP_PORTS`, topics from `parlay_kit.topics`, projectors from each service's
-composition root (`add_projector(...)` calls in services/<svc>/src/parlay_<svc>/main.py).
+package (`add_projector(...)` calls anywhere in services/<svc>/src/parlay_<svc>/).
 """
 
 from __future__ import annotations
@@ -139,23 +139,27 @@ def _resolve(expr: ast.expr, module: str) -> Any:
 
 
 def discover_projectors() -> list[ProjectorSpec]:
-    """Every `runtime.add_projector(name, topics, handler)` in the services' main.py."""
+    """Every `runtime.add_projector(name, topics, handler)` in the services' packages (the
+    composition root and the modules that wire a part, e.g. the gateway's outbound delivery)."""
     found = []
     for service in SERVICE_PORTS:
-        module = f"parlay_{service}.main"
-        for node in ast.walk(ast.parse(_module_file(module).read_text())):
-            if (
-                isinstance(node, ast.Call)
-                and isinstance(node.func, ast.Attribute)
-                and node.func.attr == "add_projector"
-            ):
-                kwargs = {k.arg: k.value for k in node.keywords}
-                name_expr = node.args[0] if node.args else kwargs.get("name")
-                topics_expr = node.args[1] if len(node.args) > 1 else kwargs.get("topics")
-                assert name_expr is not None and topics_expr is not None, ast.unparse(node)
-                name = _resolve(name_expr, module)
-                topics = _resolve(topics_expr, module)
-                found.append(ProjectorSpec(service, name, tuple(topics)))
+        package = _module_file(f"parlay_{service}.main").parent
+        for path in sorted(package.rglob("*.py")):
+            relative = path.relative_to(package.parent).with_suffix("")
+            module = ".".join(relative.parts).removesuffix(".__init__")
+            for node in ast.walk(ast.parse(path.read_text())):
+                if (
+                    isinstance(node, ast.Call)
+                    and isinstance(node.func, ast.Attribute)
+                    and node.func.attr == "add_projector"
+                ):
+                    kwargs = {k.arg: k.value for k in node.keywords}
+                    name_expr = node.args[0] if node.args else kwargs.get("name")
+                    topics_expr = node.args[1] if len(node.args) > 1 else kwargs.get("topics")
+                    assert name_expr is not None and topics_expr is not None, ast.unparse(node)
+                    name = _resolve(name_expr, module)
+                    topics = _resolve(topics_expr, module)
+                    found.append(ProjectorSpec(service, name, tuple(topics)))
     return found
 
 

@@ -36,7 +36,7 @@ class ServiceRuntime:
         self.relay: OutboxRelay | None = None
         self.projectors: list[Projector] = []
         self._grpc: list[tuple[Callable[[Any, Any], None], Any, str]] = []
-        self._tasks: list[tuple[str, str, Task]] = []
+        self._tasks: list[tuple[str, str, str | None, Task]] = []
         self._grpc_server: Any = None
         self._running: list[asyncio.Task[None]] = []
 
@@ -82,10 +82,13 @@ class ServiceRuntime:
     ) -> None:
         self._grpc.append((add_to_server, servicer, service_name))
 
-    def add_task(self, name: str, task: Task, *, role: str = "http") -> None:
+    def add_task(
+        self, name: str, task: Task, *, role: str = "http", projector: str | None = None
+    ) -> None:
         """A long-running coroutine (e.g. the HTTP server) that stops when the event is set.
-        It runs when the process's roles include `role`."""
-        self._tasks.append((name, role, task))
+        It runs when the process's roles include `role`; with `projector`, only in the process
+        that runs that projector (a part of it: the outbound sender, a timer)."""
+        self._tasks.append((name, role, projector, task))
 
     # ------------------------------------------------------------ running
 
@@ -105,8 +108,10 @@ class ServiceRuntime:
                     self._spawn(f"projector:{projector.name}", projector.run)
         if self.settings.metrics_port:
             start_metrics_server(self.settings.metrics_port, self.settings.metrics_host)
-        for name, role, task in self._tasks:
-            if self.settings.runs(role):
+        for name, role, projector_name, task in self._tasks:
+            if self.settings.runs(role) and (
+                projector_name is None or self.settings.runs_projector(projector_name)
+            ):
                 self._spawn(name, task)
         if self._grpc and self.settings.runs("grpc"):
             from parlay_kit.grpc_server import TlsConfig, build_server

@@ -73,7 +73,7 @@ async def build(settings: ConversationSettings) -> ServiceRuntime:
         interval=settings.timer_interval_seconds,
         parked_status_ttl=timedelta(hours=settings.parked_status_ttl_hours),
     )
-    runtime.add_task("timer", timer.run, role="projectors")
+    runtime.add_task("timer", timer.run, role="projectors", projector=TIMELINE)
     runtime.add_grpc(
         cs_grpc.add_ConversationServiceServicer_to_server,
         ConversationServicer(

@@ -67,7 +67,9 @@ def wire(
             settings=settings,
             public_url=public_url,
         )
-        runtime.add_task("outbound-sender", dispatcher.run, role="projectors")
+        runtime.add_task(
+            "outbound-sender", dispatcher.run, role="projectors", projector=consumer.NAME
+        )
     media = MediaResolver(directory, settings, senders)
     return Outbound(settings, ledger, senders, dispatcher, projector, media)
 
