@@ -59,15 +59,27 @@ class Topics:
     inbound: str
     profile: str
     conversation: str
+    orders: str
+    payments: str
 
     @property
     def all(self) -> list[str]:
-        return [self.webhooks, self.inbound, self.profile, self.conversation]
+        return [
+            self.webhooks,
+            self.inbound,
+            self.profile,
+            self.conversation,
+            self.orders,
+            self.payments,
+        ]
+
+
+TOPIC_KINDS = ("webhooks", "inbound", "profile", "conversation", "orders", "payments")
 
 
 async def make_topics(bootstrap: str, partitions: int = 3) -> Topics:
     suffix = unique_name("an")
-    t = Topics(*(f"{suffix}.{kind}" for kind in ("webhooks", "inbound", "profile", "conversation")))
+    t = Topics(*(f"{suffix}.{kind}" for kind in TOPIC_KINDS))
     await ensure_topics(bootstrap, t.all, partitions=partitions)
     return t
 
@@ -94,9 +106,18 @@ def message_received(
     name: str = "",
     channel: str = "whatsapp",
     account: str = "acc-1",
+    cart: list[tuple[str, int, int]] | None = None,
 ) -> NewEvent:
-    """A MessageReceived exactly as the gateway's normalizer emits it."""
+    """A MessageReceived exactly as the gateway's normalizer emits it; `cart` (sku, quantity,
+    unit price in minor units, MXN) makes it a WhatsApp order message."""
     wamid = unique_name("wamid")
+    content = ge.MessageContent(text=ge.TextContent(body=text))
+    if cart:
+        items = [
+            ge.OrderItem(sku=sku, quantity=q, unit_price_minor=price, currency="MXN")
+            for sku, q, price in cart
+        ]
+        content = ge.MessageContent(order=ge.OrderContent(catalog_id="c1", text=text, items=items))
     msg = ge.MessageReceived(
         channel=channel,
         channel_account_id=account,
@@ -104,7 +125,7 @@ def message_received(
         sender=ge.ChannelAddress(channel=channel, address=address),
         business_address="15550001111",
         sender_display_name=name,
-        content=ge.MessageContent(text=ge.TextContent(body=text)),
+        content=content,
         sender_phone=address if channel == "whatsapp" else "",
     )
     msg.sent_at.FromDatetime(at.astimezone(UTC).replace(tzinfo=None))
@@ -212,6 +233,8 @@ class Live:
         settings_cls, migrations = {
             "conversation": (ConversationSettings, CONVERSATION_MIGRATIONS),
             "profile": _profile_settings_and_migrations(),
+            "orders": _orders_settings_and_migrations(),
+            "payments": _payments_settings_and_migrations(),
         }[service]
         schema = schema or unique_name("an")
         self.schemas.append(schema)
@@ -252,6 +275,44 @@ class Live:
         await rt.start()
         return projector
 
+    async def start_orders(self) -> Projector:
+        """The orders saga on the private topics (carts and confirmations -> orders)."""
+        from parlay_orders.commands import OrderWriter
+        from parlay_orders.domain import Product
+        from parlay_orders.projections import OrderSaga
+        from parlay_orders.readmodel import OrdersReadModel
+
+        rt = await self.open_runtime("orders")
+        assert rt.pool is not None and rt.store is not None
+        read_model = OrdersReadModel(rt.schema)
+        writer = OrderWriter(rt.store, read_model, topic=self.topics.orders)
+        async with rt.pool.acquire() as conn, conn.transaction():
+            for sku, name, price in CATALOG:
+                await writer.upsert_product(
+                    conn, self.tenant, Product(sku, name, price, "MXN"), at=T0
+                )
+        projector = rt.add_projector(
+            "order-saga",
+            [self.topics.conversation, self.topics.payments, self.topics.profile],
+            OrderSaga(read_model, writer),
+        )
+        self.projectors["order-saga"] = projector
+        await rt.start()
+        return projector
+
+    async def start_payments(self) -> Projector:
+        """Payments for the orders that await payment (the gateway's part is not running: the
+        payments stay requested)."""
+        from parlay_payments.projections import PaymentsProcess
+        from parlay_payments.readmodel import PaymentsReadModel
+
+        rt = await self.open_runtime("payments")
+        process = PaymentsProcess(PaymentsReadModel(rt.schema), topic=self.topics.payments)
+        projector = rt.add_projector("order-payments", [self.topics.orders], process)
+        self.projectors["order-payments"] = projector
+        await rt.start()
+        return projector
+
     async def stop(self, service: str) -> None:
         rt = self.runtimes.pop(service)
         for name, p in list(self.projectors.items()):
@@ -284,6 +345,20 @@ def _profile_settings_and_migrations() -> tuple[type, list]:
     return ProfileSettings, list(MIGRATIONS)
 
 
+def _orders_settings_and_migrations() -> tuple[type, list]:
+    from parlay_orders.migrations import MIGRATIONS
+    from parlay_orders.settings import OrdersSettings
+
+    return OrdersSettings, list(MIGRATIONS)
+
+
+def _payments_settings_and_migrations() -> tuple[type, list]:
+    from parlay_payments.migrations import MIGRATIONS
+    from parlay_payments.settings import PaymentsSettings
+
+    return PaymentsSettings, list(MIGRATIONS)
+
+
 @contextlib.asynccontextmanager
 async def live_services(bootstrap: str, database_url: str) -> AsyncIterator[Live]:
     topics = await make_topics(bootstrap)
@@ -295,6 +370,9 @@ async def live_services(bootstrap: str, database_url: str) -> AsyncIterator[Live
     finally:
         await live.close()
 
+
+#: The catalog of the world's orders service (sku, name, price in minor units, MXN).
+CATALOG = [("TACO-1", "Tacos al pastor", 4990), ("AGUA-1", "Agua fresca", 2500)]
 
 #: The traffic every "world" gets: customers on two channels over three days.
 CUSTOMERS = [
@@ -324,17 +402,46 @@ def traffic(tenant: str, start: datetime = T0) -> list[NewEvent]:
                         account="acc-wa" if channel == "whatsapp" else "acc-tg",
                     )
                 )
+    # WhatsApp customers order on the last day; the first two confirm (orders, then payments).
+    for i, (channel, address, name) in enumerate(CUSTOMERS[:3]):
+        at = start + timedelta(days=3, minutes=5 * i)
+        events.append(
+            message_received(
+                tenant=tenant,
+                address=address,
+                text="para hoy",
+                at=at,
+                name=name,
+                channel=channel,
+                account="acc-wa",
+                cart=[("TACO-1", 2, 4990), ("AGUA-1", i + 1, 2500)],
+            )
+        )
+        if i < 2:
+            events.append(
+                message_received(
+                    tenant=tenant,
+                    address=address,
+                    text="OK",
+                    at=at + timedelta(minutes=1),
+                    name=name,
+                    channel=channel,
+                    account="acc-wa",
+                )
+            )
     return events
 
 
 @pytest.fixture(scope="session")
 async def world(kafka_bootstrap: str, database_url: str) -> AsyncIterator[Live]:
-    """Profile + conversation running on private topics, fed with `traffic` and settled.
-    Shared by the analytics tests that only read (export, verify, at); tests that change the
-    live state build their own."""
+    """Profile, conversation, orders and payments running on private topics, fed with `traffic`
+    and settled. Shared by the analytics tests that only read (export, verify, at); tests that
+    change the live state build their own."""
     async with live_services(kafka_bootstrap, database_url) as live:
         await live.start_profile()
         await live.start_conversation()
+        await live.start_orders()
+        await live.start_payments()
         await live.produce_many(live.topics.inbound, traffic(live.tenant))
         await live.settle()
         yield live

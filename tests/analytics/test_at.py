@@ -1,4 +1,4 @@
-"""`parlay at <time> customer|conversation <id>`: before and after a change, the aggregate is
+"""`parlay at <time> customer|conversation|order <id>`: before and after a change, the aggregate is
 what it was then (folded from the owning service's store with its own `apply`)."""
 
 from __future__ import annotations
@@ -185,4 +185,43 @@ def test_cli_at_prints_json_and_unknown_kinds_are_refused(world: Live) -> None:
 
 async def test_unknown_kind_names_the_registered_ones(world: Live) -> None:
     with pytest.raises(UnknownAggregateKind, match="customer"):
-        await at(world.database_url, "order", "o1", T0)
+        await at(world.database_url, "invoice", "o1", T0)
+
+
+async def test_order_before_and_after_the_customer_confirms(world: Live) -> None:
+    """Carla's cart (the traffic's third customer) waits for her "OK"; `parlay at order` shows
+    it placed before she confirms and awaiting payment after."""
+    address = "4915112345678"
+    customer, _ = await ids_of(world, address)
+    conn = await asyncpg.connect(world.database_url)
+    try:
+        order_id = await conn.fetchval(
+            f"SELECT order_id FROM {world.schema('orders')}.orders WHERE customer_id = $1",
+            customer,
+        )
+    finally:
+        await conn.close()
+    assert order_id
+    before = await latest(world, "orders", order_id)
+    placed = await at(world.database_url, "order", order_id, before, schema=world.schema("orders"))
+    assert placed.state["status"] == "placed"
+
+    await world.produce(
+        world.topics.inbound,
+        message_received(
+            tenant=world.tenant,
+            address=address,
+            text="ok!",
+            name="Carla",
+            account="acc-wa",
+            at=T0 + timedelta(days=3, hours=1),
+        ),
+    )
+    await world.settle()
+    after = await latest(world, "orders", order_id)
+    assert after > before
+    then = await at(world.database_url, "order", order_id, before, schema=world.schema("orders"))
+    now = await at(world.database_url, "order", order_id, after, schema=world.schema("orders"))
+    assert past(then) == past(placed)
+    assert now.state["status"] == "awaiting_payment" and now.version > then.version
+    assert now.state["total_minor"] == then.state["total_minor"] == 2 * 4990 + 3 * 2500

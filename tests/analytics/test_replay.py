@@ -25,6 +25,8 @@ def private_topics(live: Live, projection: Projection) -> list[str]:
         topics.INBOUND: live.topics.inbound,
         topics.PROFILE: live.topics.profile,
         topics.CONVERSATION: live.topics.conversation,
+        topics.ORDERS: live.topics.orders,
+        topics.PAYMENTS: live.topics.payments,
     }
     return [mapping[t] for t in projection.topics]
 

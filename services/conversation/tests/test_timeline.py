@@ -443,7 +443,7 @@ async def test_composition_root_wires_the_service(database_url, fresh_schema, ka
         assert [(p.name, p.topics) for p in runtime.projectors] == [
             (TIMELINE, [topics.INBOUND, topics.PROFILE, topics.ORDERS, topics.PAYMENTS])
         ]
-        assert [(name, role) for name, role, _ in runtime._tasks] == [
+        assert [(name, role) for name, role, _, _ in runtime._tasks] == [
             ("read-pool", "grpc"),
             ("timer", "projectors"),
         ]
