@@ -810,7 +810,7 @@ class DevStack:
                 "provider stand-ins",
                 url,
                 "outbound goes here: /meta /telegram /twilio /wechat /line /viber;"
-                f" sent requests: {url}/_standin/requests",
+                f" Stripe (account demo-stripe): /stripe; sent requests: {url}/_standin/requests",
             )
         table.add_row(
             "dev tenant / API key",
