@@ -39,6 +39,7 @@ from typing import Any
 
 from bench.core import Context, Result, register
 from bench.procs import CpuWindow
+from bench.projections import NoOpHandler, produce, raw_consume, time_projector
 from bench.stack import drop_schemas, start_broker
 
 TITLE = "Profile projection (CustomerProjection, batched) vs raw consume"
@@ -162,62 +163,6 @@ def _observations(n_events: int) -> tuple[list[tuple[bytes, bytes]], dict[str, i
     return records, expected
 
 
-async def _produce(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -> float:
-    from aiokafka import AIOKafkaProducer
-
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", linger_ms=5, max_batch_size=1 << 20
-    )
-    await producer.start()
-    started = time.perf_counter()
-    try:
-        pending = []
-        for key, value in records:
-            pending.append(await producer.send(topic, value=value, key=key))
-            if len(pending) >= 20_000:
-                await asyncio.gather(*pending)
-                pending = []
-        await asyncio.gather(*pending)
-    finally:
-        await producer.stop()
-    return time.perf_counter() - started
-
-
-async def _raw_consume(bootstrap: str, topic: str, expected: int) -> float:
-    """Seconds to read the whole topic with assign() (no group), decoding nothing."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
-    )
-    await consumer.start()
-    try:
-        partitions = [
-            TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())
-        ]
-        consumer.assign(partitions)
-        started = time.perf_counter()
-        deadline = started + 300
-        n = 0
-        while n < expected and time.perf_counter() < deadline:
-            for batch in (await consumer.getmany(timeout_ms=500, max_records=10_000)).values():
-                n += len(batch)
-        seconds = time.perf_counter() - started
-        if n != expected:
-            raise RuntimeError(f"read {n} of the {expected} records produced")
-        return seconds
-    finally:
-        await consumer.stop()
-
-
-class _NoOp:
-    async def handle(self, uow: Any, event: Any) -> None:
-        return None
-
-    async def handle_batch(self, uow: Any, events: Any) -> None:
-        return None
-
-
 async def _counts(conn: Any, schema: str) -> dict[str, int]:
     return {
         "customers": await conn.fetchval(f"SELECT count(*) FROM {schema}.customers"),
@@ -229,82 +174,27 @@ async def _counts(conn: Any, schema: str) -> dict[str, int]:
 
 async def _project(
     ctx: Context, bootstrap: str, topic: str, expected: int, schema: str, *, noop: bool = False
-) -> tuple[float, dict[str, Any], dict[str, int]]:
-
-    from parlay_kit.db import create_pool, migrate
-    from parlay_kit.eventstore import EVENT_STORE_MIGRATIONS
-    from parlay_kit.projector import Projector
-    from parlay_kit.settings import KafkaSettings
+) -> tuple[float, dict[str, Any], dict[str, Any] | None]:
     from parlay_profile.projections import CustomerProjection
     from parlay_profile.readmodel import MIGRATIONS, CustomerReadModel
 
-    class TimedProjector(Projector):
-        """Times from the first fetch to the commit that stores the last offset."""
-
-        first: float | None = None
-        last: float | None = None
-        seen = 0
-        done: asyncio.Event
-
-        async def _process(self, batch: Any) -> None:
-            if self.first is None:
-                self.first = time.perf_counter()
-            await super()._process(batch)
-            self.seen += len(batch.records)
-            if self.seen >= expected:
-                self.last = time.perf_counter()
-                self.done.set()
-
-    pool = await create_pool(ctx.options.database_url, schema, max_size=4)
-    try:
-        async with pool.acquire() as conn:
-            await migrate(conn, schema, [*EVENT_STORE_MIGRATIONS, *MIGRATIONS])
-        projector = TimedProjector(
-            name="customer-rebuild",
-            service="profile",
-            topics=[topic],
-            handler=_NoOp() if noop else CustomerProjection(CustomerReadModel(schema)),
-            pool=pool,
-            schema=schema,
-            kafka=KafkaSettings(bootstrap=bootstrap),
-        )
-        projector.done = asyncio.Event()
-        stop = asyncio.Event()
-        window = CpuWindow({"bench": os.getpid()})
-        window.start()
-        task = asyncio.create_task(projector.run(stop))
-        try:
-            waiter = asyncio.create_task(projector.done.wait())
-            finished, _ = await asyncio.wait(
-                {task, waiter}, timeout=600, return_when="FIRST_COMPLETED"
-            )
-            if waiter not in finished:
-                waiter.cancel()
-                if task in finished:
-                    task.result()  # raises what stopped the projector
-                raise TimeoutError(f"the projector applied {projector.seen} of {expected}")
-            cpu = {k: v for k, v in window.stop().items()}
-        finally:
-            stop.set()
-            await asyncio.wait_for(task, 30)
-        assert projector.first is not None and projector.last is not None
-        seconds = projector.last - projector.first
-        stats = projector.stats
-        if stats.applied != expected or stats.dead_lettered:
-            raise RuntimeError(
-                f"applied {stats.applied} of {expected}, {stats.dead_lettered} dead-lettered"
-            )
-        async with pool.acquire() as connection:
-            counts = await _counts(connection, schema)
-        details = {"batches": stats.batches, "cpu": cpu, "seconds": round(seconds, 3)}
-        return seconds, details, counts
-    finally:
-        await pool.close()
+    return await time_projector(
+        ctx,
+        bootstrap,
+        topic,
+        expected,
+        schema,
+        name="customer-rebuild",
+        service="profile",
+        handler=NoOpHandler() if noop else CustomerProjection(CustomerReadModel(schema)),
+        migrations=MIGRATIONS,
+        counts=_counts,
+    )
 
 
 async def _replay(
     ctx: Context, bootstrap: str, topic: str, expected: int
-) -> tuple[float, dict[str, Any], dict[str, int]]:
+) -> tuple[float, dict[str, Any], dict[str, Any] | None]:
     import asyncpg
 
     from parlay_kit.analytics.registry import discover
@@ -355,9 +245,9 @@ async def run(ctx: Context) -> Result:
     ctx.console.print(
         f"  producing {n:,} profile events ({expected_rows['customers']:,} customers)"
     )
-    produce_seconds = await _produce(broker.bootstrap, topic, records)
+    produce_seconds = await produce(broker.bootstrap, topic, records)
     del records
-    raw_seconds = await _raw_consume(broker.bootstrap, topic, n)
+    raw_seconds = await raw_consume(broker.bootstrap, topic, n)
     runs: dict[str, tuple[float, dict[str, Any]]] = {}
     for kind in ("noop", "projector", "replay"):
         ctx.console.print(f"  {kind}")
