@@ -176,3 +176,45 @@ class ServiceStack:
             except subprocess.TimeoutExpired:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(service.process.pid, signal.SIGKILL)
+
+
+async def eventually(probe, timeout: float = 60.0, what: str = "condition"):
+    """Poll `probe` until it returns a truthy value (never a fixed sleep)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = await probe()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not met in {timeout}s")
+        await asyncio.sleep(0.05)
+
+
+@contextlib.asynccontextmanager
+async def running_stack(
+    database_url: str,
+    workdir: Path,
+    accounts,
+    *,
+    kafka_bootstrap: str | None = None,
+    extra_env: dict[str, str] | None = None,
+):
+    """A started stack, stopped afterwards. `accounts(tenant_id)` lists its channel accounts.
+    Without `kafka_bootstrap` it gets a broker of its own (`private_broker`)."""
+
+    @contextlib.asynccontextmanager
+    async def broker():
+        if kafka_bootstrap is not None:
+            yield kafka_bootstrap
+        else:
+            async with private_broker(workdir) as bootstrap:
+                yield bootstrap
+
+    async with broker() as bootstrap:
+        s = ServiceStack(database_url, bootstrap, workdir)
+        s.extra_env.update(extra_env or {})
+        try:
+            await s.start(accounts=accounts(s.tenant_id))
+            yield s
+        finally:
+            s.stop()

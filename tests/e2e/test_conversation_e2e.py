@@ -10,7 +10,6 @@ Skipped (with the reason) until the gateway has its outbound delivery module.
 
 from __future__ import annotations
 
-import asyncio
 import importlib.util
 import time
 import uuid
@@ -22,7 +21,7 @@ from parlay.conversation.v1 import conversation_service_pb2 as conv_pb
 from parlay.conversation.v1 import conversation_service_pb2_grpc as conv_grpc
 from parlay.gateway.v1 import gateway_events_pb2 as ge
 
-from .stack import ServiceStack, private_broker
+from .stack import ServiceStack, eventually, running_stack
 from .whatsapp import APP_SECRET, account, signed_headers, text_message, webhook
 
 pytestmark = [
@@ -37,40 +36,16 @@ ACCOUNT = f"wa-conv-e2e-{uuid.uuid4().hex[:6]}"
 
 
 @pytest.fixture(scope="module")
-async def standin():
-    from parlay_standins import StandinServer
-
-    async with StandinServer() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-async def stack(kafka_bootstrap, database_url, tmp_path_factory, standin):
+async def stack(database_url, tmp_path_factory, standin):
     from parlay_standins import env_for
 
-    workdir = tmp_path_factory.mktemp("conv-stack")
-    async with private_broker(workdir) as bootstrap:
-        s = ServiceStack(database_url, bootstrap, workdir)
-        s.extra_env.update(env_for(standin.url))
-        try:
-            await s.start(accounts=[account(ACCOUNT, s.tenant_id)])
-        except Exception:
-            s.stop()
-            raise
+    async with running_stack(
+        database_url,
+        tmp_path_factory.mktemp("conv-stack"),
+        lambda tenant: [account(ACCOUNT, tenant)],
+        extra_env=env_for(standin.url),
+    ) as s:
         yield s
-        s.stop()
-
-
-async def eventually(probe, timeout: float = 60.0, what: str = "condition"):
-    """Poll `probe` until it returns a truthy value (never a fixed sleep)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = await probe()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not met in {timeout}s")
-        await asyncio.sleep(0.05)
 
 
 async def post_webhook(stack: ServiceStack, body: bytes) -> None:

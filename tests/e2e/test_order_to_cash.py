@@ -11,7 +11,6 @@ timestamp, an unknown session and a mismatched amount are each refused with noth
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import json
@@ -30,7 +29,7 @@ from parlay.orders.v1 import orders_service_pb2_grpc as orders_grpc
 from parlay.payments.v1 import payments_service_pb2 as pay_pb
 from parlay.payments.v1 import payments_service_pb2_grpc as pay_grpc
 
-from .stack import ServiceStack, private_broker
+from .stack import ServiceStack, eventually, running_stack
 from .whatsapp import account, signed_headers, text_message, webhook
 
 pytestmark = pytest.mark.slow
@@ -54,53 +53,29 @@ def stripe_account(tenant_id: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-async def standin():
-    from parlay_standins import StandinServer
-
-    async with StandinServer() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-async def stack(kafka_bootstrap, database_url, tmp_path_factory, standin):
+async def stack(database_url, tmp_path_factory, standin):
     from parlay_standins import env_for
 
-    workdir = tmp_path_factory.mktemp("o2c-stack")
-    async with private_broker(workdir) as bootstrap:
-        s = ServiceStack(database_url, bootstrap, workdir)
-        s.extra_env.update(env_for(standin.url))
-        try:
-            await s.start(accounts=[account(WHATSAPP, s.tenant_id), stripe_account(s.tenant_id)])
-            async with httpx.AsyncClient() as client:
-                registered = await client.post(
-                    f"{standin.url}/_standin/accounts",
-                    json={
-                        "channel": "stripe",
-                        "credentials": {"api_key": STRIPE_KEY, "webhook_secret": STRIPE_SECRET},
-                        "webhook_url": f"{s.gateway_url}/webhooks/stripe/{STRIPE}",
-                    },
-                )
-                registered.raise_for_status()
-        except Exception:
-            s.stop()
-            raise
+    async with running_stack(
+        database_url,
+        tmp_path_factory.mktemp("o2c-stack"),
+        lambda tenant: [account(WHATSAPP, tenant), stripe_account(tenant)],
+        extra_env=env_for(standin.url),
+    ) as s:
+        async with httpx.AsyncClient() as client:
+            registered = await client.post(
+                f"{standin.url}/_standin/accounts",
+                json={
+                    "channel": "stripe",
+                    "credentials": {"api_key": STRIPE_KEY, "webhook_secret": STRIPE_SECRET},
+                    "webhook_url": f"{s.gateway_url}/webhooks/stripe/{STRIPE}",
+                },
+            )
+            registered.raise_for_status()
         yield s
-        s.stop()
 
 
 # ------------------------------------------------------------------------------- helpers
-
-
-async def eventually(probe, timeout: float = 60.0, what: str = "condition"):
-    """Poll `probe` until it returns a truthy value (never a fixed sleep)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = await probe()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not met in {timeout}s")
-        await asyncio.sleep(0.1)
 
 
 async def customer_writes(stack: ServiceStack, message: dict) -> None:

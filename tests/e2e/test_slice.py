@@ -4,7 +4,6 @@ Postgres."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 
@@ -20,7 +19,7 @@ from parlay.profile.v1 import profile_service_pb2_grpc as profile_grpc
 from parlay_kit import envelope, topics
 from parlay_kit.kafka import log_end_offsets
 
-from .stack import ServiceStack
+from .stack import ServiceStack, eventually, running_stack
 from .whatsapp import account, signed_headers, status, text_message, webhook
 
 pytestmark = pytest.mark.slow
@@ -29,26 +28,13 @@ ACCOUNT = f"wa-e2e-{uuid.uuid4().hex[:6]}"
 
 @pytest.fixture(scope="module")
 async def stack(kafka_bootstrap, database_url, tmp_path_factory):
-    s = ServiceStack(database_url, kafka_bootstrap, tmp_path_factory.mktemp("stack"))
-    try:
-        await s.start(accounts=[account(ACCOUNT, s.tenant_id)])
-    except Exception:
-        s.stop()
-        raise
-    yield s
-    s.stop()
-
-
-async def eventually(probe, timeout: float = 30.0):
-    """Poll `probe` until it returns a truthy value (never a fixed sleep)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = await probe()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.05)
+    async with running_stack(
+        database_url,
+        tmp_path_factory.mktemp("stack"),
+        lambda tenant: [account(ACCOUNT, tenant)],
+        kafka_bootstrap=kafka_bootstrap,
+    ) as s:
+        yield s
 
 
 async def post(stack: ServiceStack, body: bytes, **headers: str) -> httpx.Response:

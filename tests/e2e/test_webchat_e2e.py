@@ -6,13 +6,11 @@ gateway's webchat sender -> the socket -> the reply in the page -> the widget's 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import http.server
 import importlib.util
 import os
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -24,7 +22,7 @@ from parlay.conversation.v1 import conversation_service_pb2 as conv_pb
 from parlay.conversation.v1 import conversation_service_pb2_grpc as conv_grpc
 from parlay.gateway.v1 import gateway_events_pb2 as ge
 
-from .stack import ServiceStack, private_broker
+from .stack import ServiceStack, eventually, running_stack
 
 CHROMIUM = os.environ.get("PARLAY_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -78,35 +76,20 @@ def shop_page(gateway_url: str) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-async def stack(kafka_bootstrap, database_url, tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("webchat-stack")
-    async with private_broker(workdir) as bootstrap:
-        s = ServiceStack(database_url, bootstrap, workdir)
-        account = {
-            "tenant_id": s.tenant_id,
-            "channel_account_id": ACCOUNT,
-            "channel": "webchat",
-            "credentials": {"identity_secret": "e2e-identity-secret"},
-            "settings": {},
-        }
-        try:
-            await s.start(accounts=[account])
-        except Exception:
-            s.stop()
-            raise
+async def stack(database_url, tmp_path_factory):
+    def accounts(tenant: str) -> list[dict]:
+        return [
+            {
+                "tenant_id": tenant,
+                "channel_account_id": ACCOUNT,
+                "channel": "webchat",
+                "credentials": {"identity_secret": "e2e-identity-secret"},
+                "settings": {},
+            }
+        ]
+
+    async with running_stack(database_url, tmp_path_factory.mktemp("webchat-stack"), accounts) as s:
         yield s
-        s.stop()
-
-
-async def eventually(probe, timeout: float = 60.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        result = await probe()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not met in {timeout}s")
-        await asyncio.sleep(0.1)
 
 
 async def conversation_with(stack: ServiceStack, predicate):
