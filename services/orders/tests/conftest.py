@@ -23,7 +23,14 @@ from parlay_kit.grpc_server import build_server, create_channel
 from parlay_kit.projector import Projector
 from parlay_kit.runtime import ServiceRuntime
 from parlay_kit.settings import KafkaSettings
-from parlay_kit.testbus import TopicBus, create_schema, drop_schema, topic_bus, wait_until
+from parlay_kit.testbus import (
+    TopicBus,
+    create_schema,
+    drop_schema,
+    topic_bus,
+    two_tenants,
+    wait_until,
+)
 from parlay_kit.testing import unique_name
 from parlay_orders import domain
 from parlay_orders.commands import OrderWriter
@@ -205,15 +212,13 @@ async def api(database_url: str, module_schema: str) -> AsyncIterator[Api]:
     try:
         async with pool.acquire() as conn:
             await migrate(conn, schema, [*EVENT_STORE_MIGRATIONS, *MIGRATIONS])
-            await tenancy.migrate(conn, schema)
-            tenant = (
-                await tenancy.create_tenant(conn, "Shop", unique_name("shop"), schema=schema)
-            ).tenant_id
-            other = (
-                await tenancy.create_tenant(conn, "Other", unique_name("other"), schema=schema)
-            ).tenant_id
-            key = (await tenancy.create_api_key(conn, tenant, schema=schema)).key
-            other_key = (await tenancy.create_api_key(conn, other, schema=schema)).key
+            tenants = await two_tenants(conn, schema)
+        tenant, key, other, other_key = (
+            tenants.tenant,
+            tenants.key,
+            tenants.other,
+            tenants.other_key,
+        )
         rm = OrdersReadModel(schema)
         writer = OrderWriter(EventStore(schema, "orders"), rm, topic=unique_name("orders"))
         server = build_server(

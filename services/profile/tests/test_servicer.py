@@ -18,6 +18,7 @@ from parlay_kit.db import create_pool, migrate
 from parlay_kit.errors import InvalidArgument, NotFound, Unauthenticated
 from parlay_kit.eventstore import EVENT_STORE_MIGRATIONS, EventStore
 from parlay_kit.grpc_server import FIELD_TRAILER, build_server, create_channel
+from parlay_kit.testbus import two_tenants
 from parlay_kit.testing import unique_name
 from parlay_profile import domain, rules
 from parlay_profile.commands import ProfileCommands
@@ -59,15 +60,13 @@ async def env(database_url: str) -> AsyncIterator[Env]:
     try:
         async with pool.acquire() as conn:
             await migrate(conn, schema, [*EVENT_STORE_MIGRATIONS, *MIGRATIONS])
-            await tenancy.migrate(conn, schema)
-            tenant = (
-                await tenancy.create_tenant(conn, "Shop", unique_name("shop"), schema=schema)
-            ).tenant_id
-            other = (
-                await tenancy.create_tenant(conn, "Other", unique_name("other"), schema=schema)
-            ).tenant_id
-            key = (await tenancy.create_api_key(conn, tenant, schema=schema)).key
-            other_key = (await tenancy.create_api_key(conn, other, schema=schema)).key
+            tenants = await two_tenants(conn, schema)
+        tenant, key, other, other_key = (
+            tenants.tenant,
+            tenants.key,
+            tenants.other,
+            tenants.other_key,
+        )
 
         # Ana wrote on WhatsApp; an agent linked her Telegram account by hand.
         rm = CustomerReadModel(schema)

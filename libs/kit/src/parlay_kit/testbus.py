@@ -219,3 +219,29 @@ class Runtimes:
                 await runtime.pool.close()
         self._opened.clear()
         self._started.clear()
+
+
+@dataclass(frozen=True)
+class TenantKeys:
+    """Two tenants with an API key each (servicer tests: the caller and someone else)."""
+
+    tenant: str
+    key: str
+    other: str
+    other_key: str
+
+
+async def two_tenants(conn: asyncpg.Connection, schema: str) -> TenantKeys:
+    """Migrate a tenancy schema into `schema` and create two tenants with a key each."""
+    from parlay_kit import tenancy
+
+    await tenancy.migrate(conn, schema)
+    tenant = (
+        await tenancy.create_tenant(conn, "Shop", unique_name("shop"), schema=schema)
+    ).tenant_id
+    other = (
+        await tenancy.create_tenant(conn, "Other", unique_name("other"), schema=schema)
+    ).tenant_id
+    key = (await tenancy.create_api_key(conn, tenant, schema=schema)).key
+    other_key = (await tenancy.create_api_key(conn, other, schema=schema)).key
+    return TenantKeys(tenant, key, other, other_key)
