@@ -229,7 +229,7 @@ async def standin_events(standin, session_id: str) -> list[dict]:
 # ------------------------------------------------------------------------------- the test
 
 
-async def test_cart_to_paid_order_through_whatsapp_and_stripe(stack, standin) -> None:
+async def upsert_catalog(stack: ServiceStack) -> None:
     async with stack.channel("orders") as channel:
         catalog = orders_grpc.OrdersServiceStub(channel)
         for sku, name, price in (("TACO-1", "Tacos al pastor", 4990), ("AGUA-1", "Agua", 2500)):
@@ -241,6 +241,10 @@ async def test_cart_to_paid_order_through_whatsapp_and_stripe(stack, standin) ->
                 ),
                 metadata=stack.metadata(),
             )
+
+
+async def test_cart_to_paid_order_through_whatsapp_and_stripe(stack, standin) -> None:
+    await upsert_catalog(stack)
 
     # 1. The cart becomes an order priced as the customer saw it: 2 x 49.90 + 1 x 25.00.
     await customer_writes(
@@ -357,6 +361,41 @@ async def test_cart_to_paid_order_through_whatsapp_and_stripe(stack, standin) ->
     assert flagged.flag_reason
     still = await order(stack, second.order_id)
     assert still.status == "awaiting_payment" and still.paid_minor == 0
+
+
+async def test_an_expired_link_is_renewed_once_then_the_order_is_cancelled(stack, standin) -> None:
+    """The saga's compensation: the first expiry sends a new link (the reminder), the second
+    cancels the order, and the customer hears both."""
+    await upsert_catalog(stack)
+    await customer_writes(stack, cart("wamid.o2c.cart3", [("TACO-1", 1, "49.90")]))
+    customer = await customer_id(stack)
+
+    async def third():  # the other test's orders total 124.80 and 50.00
+        return next((o for o in await orders_of(stack, customer) if o.total_minor == 4990), None)
+
+    placed = await eventually(third, what="the third order")
+    await customer_writes(stack, text_message("wamid.o2c.ok3", WA_ID, "ok"))
+    sessions: list[str] = []
+    for attempt in (1, 2):
+
+        async def link(attempt: int = attempt):
+            payments = await payments_of(stack, placed.order_id)
+            mine = [p for p in payments if p.attempt == attempt and p.provider_session_id]
+            return mine[0] if mine else None
+
+        payment = await eventually(link, what=f"payment link {attempt}")
+        sessions.append(payment.provider_session_id)
+        await whatsapp_texts(standin, payment.provider_session_id)  # the customer got it
+        async with httpx.AsyncClient() as client:
+            expired = await client.post(
+                f"{standin.url}/_standin/stripe/sessions/{payment.provider_session_id}/expire"
+            )
+        assert expired.status_code == 200, expired.text
+    assert len(set(sessions)) == 2
+    cancelled = await order_in(stack, placed.order_id, "cancelled")
+    assert cancelled.cancel_reason == "payment_expired" and cancelled.payment_attempt == 2
+    assert {p.status for p in await payments_of(stack, placed.order_id)} == {"expired"}
+    await whatsapp_texts(standin, f"Your order {placed.order_id} was cancelled")
 
 
 async def _other_order(stack, customer, first_id):
