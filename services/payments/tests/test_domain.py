@@ -545,3 +545,66 @@ def test_refunds_never_exceed_what_was_captured(steps: list[tuple[str, int]]) ->
         assert s.refunded_minor == sum(
             r.amount_minor for r in s.refunds if r.status == domain.REFUND_SUCCEEDED
         )
+
+
+# ------------------------------------------------------------------------------ fast paths
+
+
+def test_evolved_is_dataclasses_replace() -> None:
+    # apply builds each new state with domain._evolved instead of dataclasses.replace: the same
+    # payment for every field changed alone, and for all of them at once.
+    state = fold(None, domain.request_payment(None, due()))
+    values: dict[str, object] = {}
+    for f in dataclasses.fields(Payment):
+        value: object = getattr(state, f.name)
+        if isinstance(value, bool) or not isinstance(value, str | int | datetime | tuple):
+            value = T0 + timedelta(days=2)  # expires_at (None)
+        elif isinstance(value, str):
+            value = value + "-changed"
+        elif isinstance(value, int):
+            value = value + 7
+        elif isinstance(value, datetime):
+            value = value + timedelta(seconds=1)
+        else:
+            value = (domain.Refund("r1", 5, domain.REFUND_REQUESTED, T0),)
+        values[f.name] = value
+        alone = domain._evolved(state, {f.name: value})
+        assert alone == dataclasses.replace(state, **{f.name: value})  # type: ignore[arg-type]
+    assert domain._evolved(state, values) == dataclasses.replace(state, **values)  # type: ignore[arg-type]
+    assert domain._evolved(state, {}) == state
+
+
+@pytest.mark.parametrize(
+    ("seconds", "nanos"),
+    [
+        (1_714_564_800, 0),
+        (1_714_564_800, 123_456_789),
+        (1_714_564_800, 999_999_999),
+        (0, 1),
+        (-1, 999_999_000),
+        (-62_135_596_800, 0),
+        (253_402_300_799, 999_999_999),
+    ],
+)
+def test_projection_time_is_timestamp_to_datetime(seconds: int, nanos: int) -> None:
+    from google.protobuf.timestamp_pb2 import Timestamp
+
+    from parlay_payments.projections import _time
+
+    ts = Timestamp(seconds=seconds, nanos=nanos)
+    got = _time(ts)
+    assert got == ts.ToDatetime(tzinfo=UTC)
+    assert got is not None and got.tzinfo is UTC
+    assert _time(Timestamp()) is None
+
+
+def test_projection_time_refuses_what_to_datetime_refuses() -> None:
+    from google.protobuf.timestamp_pb2 import Timestamp
+
+    from parlay_payments.projections import _time
+
+    for bad in (Timestamp(seconds=1, nanos=-1), Timestamp(seconds=253_402_300_800)):
+        with pytest.raises(ValueError):
+            bad.ToDatetime(tzinfo=UTC)
+        with pytest.raises(ValueError):
+            _time(bad)

@@ -25,7 +25,7 @@ import functools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -75,8 +75,22 @@ def derived_event_id(cause_id: str, payment_id: str, payload: Message) -> str:
     )
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: The range of a valid Timestamp (0001-01-01 to 9999-12-31 23:59:59).
+_MIN_SECONDS, _MAX_SECONDS = -62_135_596_800, 253_402_300_799
+
+
 def _time(ts: Timestamp) -> datetime | None:
-    return from_timestamp(ts) if (ts.seconds or ts.nanos) else None
+    """The aware UTC datetime of a Timestamp (None when unset): exactly what
+    `Timestamp.ToDatetime(tzinfo=UTC)` returns (microseconds, the nanos truncated), by integer
+    arithmetic at a third of its cost; it runs once or twice per consumed event. Anything
+    outside the valid range goes through ToDatetime, which refuses it as before."""
+    seconds, nanos = ts.seconds, ts.nanos
+    if not (seconds or nanos):
+        return None
+    if 0 <= nanos < 1_000_000_000 and _MIN_SECONDS <= seconds <= _MAX_SECONDS:
+        return _EPOCH + timedelta(seconds=seconds, microseconds=nanos // 1000)
+    return from_timestamp(ts)
 
 
 def occurred_at(event: ConsumedEvent) -> datetime:
@@ -358,13 +372,14 @@ class PaymentsProcess:
                 ),
             )
             return
-        decided = domain.stripe_event(
-            state,
-            stripe,
-            new_refund_id=deterministic_event_id(
-                "refund", state.payment_id, "provider", msg.provider_event_id
-            ),
+        # Only charge.refunded can record a refund made at the provider: the id (a uuid5, a
+        # hash) is derived for those alone.
+        new_refund_id = (
+            deterministic_event_id("refund", state.payment_id, "provider", msg.provider_event_id)
+            if msg.event_type == domain.CHARGE_REFUNDED
+            else ""
         )
+        decided = domain.stripe_event(state, stripe, new_refund_id=new_refund_id)
         batch.emit(uow, event, state.tenant_id, state.payment_id, decided)
 
     # ------------------------------------------------------------------ Telegram
