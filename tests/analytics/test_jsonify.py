@@ -126,3 +126,39 @@ def test_property_equal_to_json_format(
     msgs.append(ts)
     for m in msgs:
         assert message_to_dict(m) == reference(m)
+
+
+def test_same_keys_in_the_same_order_as_json_format() -> None:
+    """The export stores the payload as a JSON string: the text must be json_format's, key
+    order included (field-number order, oneof members and proto3 `optional` among them)."""
+    import orjson
+
+    from parlay.profile.v1 import profile_events_pb2 as pe
+
+    msg = ce.MessageAppended(
+        text="t",
+        conversation_id="c1",
+        channel="whatsapp",
+        content=ge.MessageContent(text=ge.TextContent(body="hi")),
+        direction=ce.MESSAGE_DIRECTION_OUTBOUND,
+    )
+    msg.sent_at.FromJsonString("2024-05-06T09:00:59.5Z")
+    updated = pe.CustomerUpdated(
+        customer_id="c", locale="", set_attributes={"b": "1", "a": "2"}, added_tags=["x"]
+    )
+    for m in (msg, updated, pe.CustomerUpdated(display_name="Ana"), pe.CustomerUpdated()):
+        assert orjson.dumps(message_to_dict(m)) == orjson.dumps(reference(m))
+    # proto3 `optional` set to its default is present (it has presence), like json_format says.
+    assert message_to_dict(updated)["locale"] == ""
+
+
+@settings(max_examples=100, deadline=None)
+@given(seconds=st.lists(st.integers(min_value=0, max_value=4_102_444_800), max_size=8))
+def test_timestamps_through_the_minute_cache(seconds) -> None:
+    """Timestamps share a cached "YYYY-MM-DDTHH:MM:" per minute: any sequence (same minute,
+    next second, far apart) prints as Timestamp.ToJsonString does."""
+    for s in seconds + [s + 1 for s in seconds] + [s - 59 for s in seconds if s >= 59]:
+        m = ge.MessageReceived()
+        m.sent_at.seconds = s
+        m.sent_at.nanos = 1000 * (s % 7)
+        assert message_to_dict(m) == reference(m)

@@ -51,7 +51,7 @@ import json
 import multiprocessing
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -358,7 +358,7 @@ class Replayer:
             await consumer.stop()
         groups = [[(tp.topic, tp.partition) for tp in tps[i::workers]] for i in range(workers)]
         groups = [g for g in groups if g]
-        args = dict(
+        args: dict[str, Any] = dict(
             projection=self.projection,
             database_url=self.database_url,
             bootstrap=self.bootstrap,
@@ -372,19 +372,27 @@ class Replayer:
         base = sum(starts.values())
         loop = asyncio.get_running_loop()
         ctx = multiprocessing.get_context("spawn")
-        with concurrent.futures.ProcessPoolExecutor(len(groups), mp_context=ctx) as pool:
-            futures = [loop.run_in_executor(pool, _worker_main, args, g) for g in groups]
-            waiting = asyncio.gather(*futures)
-            while not waiting.done():
-                await asyncio.wait([waiting], timeout=0.5)
-                if self.on_progress is not None:
-                    conn = await asyncpg.connect(self.database_url)
-                    try:
-                        done = sum((await self._stored_offsets(conn)).values()) - base
-                    finally:
-                        await conn.close()
-                    self.on_progress("replay", done, total)
-            results = await waiting
+        # This process replays the first share itself while the others start: a spawned
+        # worker first imports everything (a second or more), this one has done so already.
+        own = Replayer(**args)  # no progress hook: the total is reported below
+        progress_conn = (
+            await asyncpg.connect(self.database_url) if self.on_progress is not None else None
+        )
+        try:
+            with concurrent.futures.ProcessPoolExecutor(
+                max(1, len(groups) - 1), mp_context=ctx
+            ) as pool:
+                futures = [loop.run_in_executor(pool, _worker_main, args, g) for g in groups[1:]]
+                waiting = asyncio.gather(_stats_dict(own.run_partitions(groups[0])), *futures)
+                while not waiting.done():
+                    await asyncio.wait([waiting], timeout=0.5)
+                    if progress_conn is not None and self.on_progress is not None:
+                        done = sum((await self._stored_offsets(progress_conn)).values()) - base
+                        self.on_progress("replay", done, total)
+                results = await waiting
+        finally:
+            if progress_conn is not None:
+                await progress_conn.close()
         stats = ReplayStats(self.projection.name, self.work_schema, complete=True)
         for r in results:
             for f in ("events", "records", "skipped_unknown", "duplicates", "errors"):
@@ -509,20 +517,23 @@ class Replayer:
         unknown = duplicates = 0
         decode = self.decoder.decode
         upcast = upcasting.upcast
+        from_string = Envelope.FromString
+        append = events.append
         for r in records:
             next_offsets[(r.topic, r.partition)] = r.offset + 1
             try:
-                envelope = Envelope.FromString(r.value or b"")
+                envelope = from_string(r.value or b"")
             except Exception:
                 unknown += 1
                 continue
-            if not envelope.event_id or not envelope.payload.type_url:
+            event_id = envelope.event_id
+            if not event_id or not envelope.payload.type_url:
                 unknown += 1
                 continue
-            if envelope.event_id in seen:
+            if event_id in seen:
                 duplicates += 1
                 continue
-            seen.add(envelope.event_id)
+            seen.add(event_id)
             envelope = upcast(envelope)
             payload = decode(envelope)
             if payload is None:
@@ -533,9 +544,7 @@ class Replayer:
                 for k, v in r.headers:
                     if k == "traceparent":
                         traceparent = v.decode(errors="replace")
-            events.append(
-                ConsumedEvent(envelope, payload, r.topic, r.partition, r.offset, traceparent)
-            )
+            append(ConsumedEvent(envelope, payload, r.topic, r.partition, r.offset, traceparent))
         return _Batch(events, next_offsets, len(records), unknown, duplicates)
 
     async def _apply(
@@ -793,32 +802,29 @@ class Replayer:
         return backup
 
 
+_STAT_FIELDS = (
+    "events",
+    "records",
+    "skipped_unknown",
+    "duplicates",
+    "errors",
+    "emitted",
+    "appended",
+    "batches",
+    "complete",
+)
+
+
+async def _stats_dict(run: Awaitable[ReplayStats]) -> dict[str, Any]:
+    """The counters of a finished run, as a worker process returns them."""
+    stats = await run
+    return {f: getattr(stats, f) for f in _STAT_FIELDS}
+
+
 def _worker_main(args: dict[str, Any], partitions: list[tuple[str, int]]) -> dict[str, Any]:
     """A worker process of `Replayer.run(workers=N)`: its partitions, to the end."""
-    replayer = Replayer(
-        args["projection"],
-        database_url=args["database_url"],
-        bootstrap=args["bootstrap"],
-        live_schema=args["live_schema"],
-        work_schema=args["work_schema"],
-        topics=args["topics"],
-        batch_size=args["batch_size"],
-    )
-    stats = asyncio.run(replayer.run_partitions(partitions))
-    return {
-        f: getattr(stats, f)
-        for f in (
-            "events",
-            "records",
-            "skipped_unknown",
-            "duplicates",
-            "errors",
-            "emitted",
-            "appended",
-            "batches",
-            "complete",
-        )
-    }
+    replayer = Replayer(**args)
+    return asyncio.run(_stats_dict(replayer.run_partitions(partitions)))
 
 
 async def _handle(handler: Handler, uow: UnitOfWork, events: list[ConsumedEvent]) -> None:

@@ -60,6 +60,9 @@ def load_event_types() -> list[str]:
     return names
 
 
+_UNSEEN: Any = object()
+
+
 class PayloadDecoder:
     """type URL -> message class, cached (the symbol database lookup is the slow part)."""
 
@@ -82,10 +85,14 @@ class PayloadDecoder:
 
     def decode(self, envelope: Envelope) -> Message | None:
         """The payload as its message; None when the type is unknown to this process."""
-        cls = self.message_class(envelope.payload.type_url)
+        payload = envelope.payload  # a sub-message: read once (each access wraps it anew)
+        type_url = payload.type_url
+        cls = self._classes.get(type_url, _UNSEEN)
+        if cls is _UNSEEN:
+            cls = self.message_class(type_url)
         if cls is None:
             return None
-        return cls.FromString(envelope.payload.value)
+        return cls.FromString(payload.value)
 
 
 def ts_micros(ts: Any) -> int:
