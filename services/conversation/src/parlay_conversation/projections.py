@@ -860,6 +860,11 @@ class _Batch:
 # ------------------------------------------------------------------------------- rebuild
 
 
+#: Rows of a rebuild's timeline per COPY (MessageStream): small enough that Postgres starts
+#: on the first group early, large enough that a COPY's round trip is noise.
+_STREAM_GROUP = 256
+
+
 class TimelineProjection:
     """Applies parlay.conversation.v1 events to the read models (rebuild from the log): the
     conversations with the same `apply` as the writers, the inbox configuration with
@@ -896,37 +901,47 @@ class TimelineProjection:
         by_aggregate: dict[str, list[ConsumedEvent]] = {}
         for e in events:
             by_aggregate.setdefault(e.envelope.aggregate_id, []).append(e)
-        before = await self.read_model.load(uow.conn, by_aggregate, for_update=True)
+        rm = self.read_model
+        before = await rm.load(uow.conn, by_aggregate, for_update=True)
         states: dict[str, ConversationState] = dict(before)
-        effects: list[domain.Effect] = []
         timestamp = domain.timestamp
         ConversationEvent = domain.ConversationEvent  # noqa: N806 - local alias, hot loop
-        for aggregate_id, stream in by_aggregate.items():
-            current = before.get(aggregate_id)
-            seen = current.version if current is not None else 0
-            fresh = []
-            for e in stream:
-                env = e.envelope
-                if env.aggregate_version <= seen:
-                    continue  # already applied
-                seen = env.aggregate_version
-                fresh.append(
-                    ConversationEvent(
-                        env.tenant_id,
-                        aggregate_id,
-                        env.aggregate_version,
-                        timestamp(env.occurred_at),
-                        e.payload,
-                        env.event_id,
+        # Timeline rows go to Postgres a group of conversations at a time, while the next
+        # group is folded (readmodel.MessageStream); the conversations themselves and the
+        # other rows follow in `save`, once all are folded.
+        async with rm.message_stream(uow.conn) as stream:
+            group: list[domain.Effect] = []
+            for aggregate_id, stream_events in by_aggregate.items():
+                current = before.get(aggregate_id)
+                seen = current.version if current is not None else 0
+                fresh = []
+                for e in stream_events:
+                    env = e.envelope
+                    version = env.aggregate_version
+                    if version <= seen:
+                        continue  # already applied
+                    seen = version
+                    fresh.append(
+                        ConversationEvent(
+                            env.tenant_id,
+                            aggregate_id,
+                            version,
+                            timestamp(env.occurred_at),
+                            e.payload,
+                            env.event_id,
+                        )
                     )
-                )
-            if not fresh:
-                continue
-            state, produced = domain.apply_events(current, fresh)
-            assert state is not None
-            states[aggregate_id] = state
-            effects += produced
-        await self.read_model.save(uow.conn, before, states, effects)
+                if not fresh:
+                    continue
+                state, produced = domain.apply_events(current, fresh)
+                assert state is not None
+                states[aggregate_id] = state
+                group += produced
+                if len(group) >= _STREAM_GROUP:
+                    await stream.write(group)
+                    group = []
+            await stream.write(group)
+        await rm.save(uow.conn, before, states, stream.rest())
 
     async def _configs(self, uow: UnitOfWork, events: list[ConsumedEvent]) -> None:
         keys = {}

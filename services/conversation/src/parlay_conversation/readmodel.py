@@ -24,10 +24,12 @@ purchases              paid orders per customer (first purchase -> thank-you)
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
+from types import TracebackType
 
 import asyncpg
 
@@ -569,6 +571,50 @@ def _message_row(m: TimelineMessage) -> tuple:
         render.entry(api),
         # Only an outbound message's entry is rendered again (when its status moves).
         static if m.direction == OUTBOUND else b"",
+    )
+
+
+def _latest_statuses(statuses: Iterable[StatusUpdate]) -> dict[str, StatusUpdate]:
+    """Per message, the status a batch leaves it in. Statuses only move forward, so the last
+    one of a message in the batch is its highest; the rank check (again when it is written)
+    keeps the read model monotone even against a stale row."""
+    last: dict[str, StatusUpdate] = {}
+    for u in statuses:
+        current = last.get(u.message_id)
+        if current is None or STATUS_RANK.get(u.status, -1) >= STATUS_RANK.get(current.status, -1):
+            if current is not None and not u.provider_message_id:
+                u = replace(u, provider_message_id=current.provider_message_id)
+            last[u.message_id] = u
+    return last
+
+
+def _message_rows(
+    messages: Sequence[TimelineMessage], last: dict[str, StatusUpdate]
+) -> list[tuple]:
+    """The rows of new timeline messages. A status in `last` of an outbound message among
+    them (a rebuild reads both in one batch) is written with the row rather than by an UPDATE
+    of it afterwards: the row is the same, and Postgres is spared a second version of it (its
+    tsvector and every index entry written again); such statuses leave `last`."""
+    if last:
+        messages = [_with_status(m, last) for m in messages]
+    return [_message_row(m) for m in messages]
+
+
+def _with_status(m: TimelineMessage, last: dict[str, StatusUpdate]) -> TimelineMessage:
+    """The outbound message `m` (not stored yet) with its batch's latest status, exactly as
+    the row would be after the status UPDATE of `save`; the status is taken out of `last`."""
+    if m.direction != OUTBOUND:
+        return m
+    u = last.pop(m.message_id, None)
+    if u is None or STATUS_RANK.get(m.status, -1) >= STATUS_RANK.get(u.status, -1):
+        return m
+    return replace(
+        m,
+        status=u.status,
+        provider_message_id=u.provider_message_id or m.provider_message_id,
+        error_code=u.error_code,
+        error_message=u.error_message,
+        status_at=u.status_at,
     )
 
 
@@ -1142,26 +1188,10 @@ class ConversationReadModel:
                 schedules.append(e)
             else:
                 done.append(e)
+        last = _latest_statuses(statuses)
         if messages:
-            # COPY: no per-element type checks of array parameters (the hot path of a rebuild).
-            await conn.copy_records_to_table(
-                "conversation_messages",
-                schema_name=s,
-                columns=_MSG_NAMES,
-                records=[_message_row(m) for m in messages],
-            )
-        if statuses:
-            # Statuses only move forward, so the last one of a message in the batch is its
-            # highest; the rank check keeps the read model monotone even against a stale row.
-            last: dict[str, StatusUpdate] = {}
-            for u in statuses:
-                current = last.get(u.message_id)
-                if current is None or STATUS_RANK.get(u.status, -1) >= STATUS_RANK.get(
-                    current.status, -1
-                ):
-                    if current is not None and not u.provider_message_id:
-                        u = replace(u, provider_message_id=current.provider_message_id)
-                    last[u.message_id] = u
+            await self._copy_messages(conn, messages, last)
+        if last:
             # Each entry is rendered again from its unchanging part and the new progress.
             rows = await conn.fetch(
                 f"""SELECT message_id, api_static, provider_message_id, status_rank
@@ -1249,6 +1279,24 @@ class ConversationReadModel:
                 f"UPDATE {s}.scheduled_messages SET outcome = $2 WHERE schedule_id = $1",
                 [(d.schedule_id, d.outcome) for d in done],
             )
+
+    async def _copy_messages(
+        self,
+        conn: asyncpg.Connection,
+        messages: Sequence[TimelineMessage],
+        last: dict[str, StatusUpdate],
+    ) -> None:
+        await self._copy_rows(conn, _message_rows(messages, last))
+
+    async def _copy_rows(self, conn: asyncpg.Connection, rows: list[tuple]) -> None:
+        # COPY: no per-element type checks of array parameters (the hot path of a rebuild).
+        await conn.copy_records_to_table(
+            "conversation_messages", schema_name=self.schema, columns=_MSG_NAMES, records=rows
+        )
+
+    def message_stream(self, conn: asyncpg.Connection) -> MessageStream:
+        """A writer of timeline rows that overlaps Postgres and Python (see MessageStream)."""
+        return MessageStream(self, conn)
 
     # ------------------------------------------------------------------ configuration
 
@@ -1618,3 +1666,77 @@ class ConversationReadModel:
             now,
         )
         return [(r[0], r[1], bytes(r[2])) for r in rows]
+
+
+class MessageStream:
+    """Writes a rebuild's timeline rows while the rest of the batch is still being folded.
+
+    `ConversationReadModel.save` writes a batch's rows after the whole batch has been folded,
+    so Python (fold, render) and Postgres (inserting rows: the tsvector, six indexes) take
+    turns, each idle while the other works. A stream sends each group of conversations' rows
+    as one COPY, in a task, and the caller folds the next group meanwhile; a group's COPY
+    waits only for the previous one (one connection runs one statement at a time).
+
+    `write(effects)` takes the effects of whole conversations (with their statuses: a status
+    whose message is among them is written with the row, as `save` does; a conversation's
+    statuses are about its own messages, so a group holds every status of its new rows and
+    the outcome is the batch's, whatever the grouping — tests/test_projection_batches.py);
+    what is left —
+    every other effect — is returned by `rest()` for `save`, after the stream is closed
+    (`async with`: the last COPY is awaited, also when the caller failed, so the connection
+    is free for the rollback).
+    """
+
+    def __init__(self, read_model: ConversationReadModel, conn: asyncpg.Connection) -> None:
+        self.read_model = read_model
+        self.conn = conn
+        self._copy: asyncio.Future[None] | None = None
+        self._rest: list[Effect] = []
+        self._statuses: list[StatusUpdate] = []
+
+    async def write(self, effects: Sequence[Effect]) -> None:
+        messages: list[TimelineMessage] = []
+        statuses: list[StatusUpdate] = []
+        for e in effects:
+            if isinstance(e, TimelineMessage):
+                messages.append(e)
+            elif isinstance(e, StatusUpdate):
+                statuses.append(e)
+            else:
+                self._rest.append(e)
+        last = _latest_statuses(statuses)
+        if messages:
+            rows = _message_rows(messages, last)  # while Postgres inserts the previous group
+            await self._wait()
+            self._copy = asyncio.ensure_future(self.read_model._copy_rows(self.conn, rows))
+            # Let the task send the rows now: Postgres inserts them while the caller folds.
+            await asyncio.sleep(0)
+        # Statuses of messages stored earlier: `save` updates them, after the last COPY.
+        self._statuses += last.values()
+
+    async def _wait(self) -> None:
+        copy, self._copy = self._copy, None
+        if copy is not None:
+            await copy
+
+    def rest(self) -> list[Effect]:
+        """The effects still to be saved (all but the rows written)."""
+        return [*self._rest, *self._statuses]
+
+    async def __aenter__(self) -> MessageStream:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc is None:
+            await self._wait()
+            return
+        # The caller failed: the batch is rolled back, but only once the COPY in flight has
+        # finished with the connection (its own error, if any, is the lesser news).
+        copy, self._copy = self._copy, None
+        if copy is not None:
+            await asyncio.gather(copy, return_exceptions=True)
