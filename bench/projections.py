@@ -32,8 +32,8 @@ async def produce(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]
     return time.perf_counter() - started
 
 
-async def raw_consume(bootstrap: str, topic: str, expected: int) -> float:
-    """Seconds to read the whole topic with assign() (no group), decoding nothing."""
+async def raw_consume(bootstrap: str, topic: str | Sequence[str], expected: int) -> float:
+    """Seconds to read the whole topic(s) with assign() (no group), decoding nothing."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     consumer = AIOKafkaConsumer(
@@ -41,8 +41,11 @@ async def raw_consume(bootstrap: str, topic: str, expected: int) -> float:
     )
     await consumer.start()
     try:
+        topics = [topic] if isinstance(topic, str) else list(topic)
         partitions = [
-            TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())
+            TopicPartition(t, p)
+            for t in topics
+            for p in sorted(consumer.partitions_for_topic(t) or ())
         ]
         consumer.assign(partitions)
         started = time.perf_counter()

@@ -33,6 +33,7 @@ import asyncpg
 
 from bench.core import Context, Result, register
 from bench.procs import CpuWindow
+from bench.projections import produce
 from bench.stack import drop_schemas, start_broker
 
 EVENTS = 200_000
@@ -96,27 +97,6 @@ def _conversation_events(n: int) -> list[tuple[bytes, bytes]]:
     return out
 
 
-async def _produce(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -> float:
-    from aiokafka import AIOKafkaProducer
-
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", linger_ms=5, max_batch_size=1 << 20
-    )
-    await producer.start()
-    started = time.perf_counter()
-    try:
-        pending = []
-        for key, value in records:
-            pending.append(await producer.send(topic, value=value, key=key))
-            if len(pending) >= 20_000:
-                await asyncio.gather(*pending)
-                pending = []
-        await asyncio.gather(*pending)
-    finally:
-        await producer.stop()
-    return time.perf_counter() - started
-
-
 async def raw_consume(bootstrap: str, topic: str) -> tuple[int, float]:
     """Records and seconds to read the whole topic, decoding nothing."""
     from parlay_kit.analytics.logreader import (
@@ -145,7 +125,7 @@ async def _dataset(ctx: Context, name: str) -> tuple[Any, str, int, dict[str, An
     broker = await start_broker(ctx, name)
     ctx.console.print(f"  producing {EVENTS:,} conversation events to {topics.CONVERSATION}")
     records = await asyncio.to_thread(_conversation_events, EVENTS)
-    seconds = await _produce(broker.bootstrap, topics.CONVERSATION, records)
+    seconds = await produce(broker.bootstrap, topics.CONVERSATION, records)
     n, raw_seconds = await raw_consume(broker.bootstrap, topics.CONVERSATION)
     if n != EVENTS:
         raise RuntimeError(f"the topic holds {n} records, {EVENTS} were produced")

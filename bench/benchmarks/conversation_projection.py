@@ -32,6 +32,7 @@ import asyncpg
 
 from bench.core import Context, Result, register
 from bench.procs import CpuWindow
+from bench.projections import produce
 from bench.stack import drop_schemas, start_broker
 
 TITLE = "Conversation projection throughput (batched, real projector)"
@@ -185,25 +186,6 @@ def timeline_inputs(n: int) -> tuple[list[tuple[bytes, bytes]], list[tuple[bytes
         )
         inbound.append((event.aggregate_id.encode(), encode(event.to_envelope("gateway", 1, at))))
     return profile, inbound
-
-
-async def produce(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -> None:
-    from aiokafka import AIOKafkaProducer
-
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", linger_ms=5, max_batch_size=1 << 20
-    )
-    await producer.start()
-    try:
-        pending = []
-        for key, value in records:
-            pending.append(await producer.send(topic, value=value, key=key))
-            if len(pending) >= 20_000:
-                await asyncio.gather(*pending)
-                pending = []
-        await asyncio.gather(*pending)
-    finally:
-        await producer.stop()
 
 
 async def run_projector(

@@ -42,6 +42,7 @@ from typing import Any
 
 from bench.core import Context, Result, register
 from bench.procs import CpuWindow
+from bench.projections import NoOpHandler, produce, raw_consume
 from bench.stack import drop_schemas, start_broker
 
 TITLE = "Payments projection (PaymentsProcess, batched) vs raw consume"
@@ -164,64 +165,6 @@ def _traffic(n_orders: int) -> dict[str, list[tuple[bytes, bytes]]]:
                 ),
             )
     return out
-
-
-async def _produce(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -> float:
-    from aiokafka import AIOKafkaProducer
-
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", linger_ms=5, max_batch_size=1 << 20
-    )
-    await producer.start()
-    started = time.perf_counter()
-    try:
-        pending = []
-        for key, value in records:
-            pending.append(await producer.send(topic, value=value, key=key))
-            if len(pending) >= 20_000:
-                await asyncio.gather(*pending)
-                pending = []
-        await asyncio.gather(*pending)
-    finally:
-        await producer.stop()
-    return time.perf_counter() - started
-
-
-async def _raw_consume(bootstrap: str, topics: list[str], expected: int) -> float:
-    """Seconds to read the topics with assign() (no group), decoding nothing."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
-    )
-    await consumer.start()
-    try:
-        partitions = [
-            TopicPartition(topic, p)
-            for topic in topics
-            for p in sorted(consumer.partitions_for_topic(topic) or ())
-        ]
-        consumer.assign(partitions)
-        started = time.perf_counter()
-        deadline = started + 300
-        n = 0
-        while n < expected and time.perf_counter() < deadline:
-            for batch in (await consumer.getmany(timeout_ms=500, max_records=10_000)).values():
-                n += len(batch)
-        seconds = time.perf_counter() - started
-        if n != expected:
-            raise RuntimeError(f"read {n} of the {expected} records produced")
-        return seconds
-    finally:
-        await consumer.stop()
-
-
-class _NoOp:
-    async def handle(self, uow: Any, event: Any) -> None:
-        return None
-
-    async def handle_batch(self, uow: Any, events: Any) -> None:
-        return None
 
 
 async def _timed_projection(
@@ -368,7 +311,7 @@ async def _fold(
     try:
         window = CpuWindow({"bench": os.getpid()})
         window.start()
-        handler = _NoOp() if noop else PaymentsProjection(PaymentsReadModel(schema))
+        handler = NoOpHandler() if noop else PaymentsProjection(PaymentsReadModel(schema))
         seconds, batches = await _timed_projection(
             bootstrap, topic, expected, pool, schema, "payments-fold", handler, emits=False
         )
@@ -397,9 +340,9 @@ async def run(ctx: Context) -> Result:
     ctx.console.print(f"  producing {n:,} orders and gateway events ({ORDERS:,} payments)")
     produce_seconds = 0.0
     for phase in PHASES:
-        produce_seconds += await _produce(broker.bootstrap, topics[phase], traffic[phase])
+        produce_seconds += await produce(broker.bootstrap, topics[phase], traffic[phase])
     del traffic
-    raw_seconds = await _raw_consume(broker.bootstrap, [topics[p] for p in PHASES], n)
+    raw_seconds = await raw_consume(broker.bootstrap, [topics[p] for p in PHASES], n)
 
     schemas = {k: f"bench_{ctx.run_id}_payments_{k}" for k in ("decide", "noop", "fold")}
     try:
@@ -421,9 +364,9 @@ async def run(ctx: Context) -> Result:
         # The payments topic as the relay publishes it (keyed by payment id, in store order).
         m = len(published)
         ctx.console.print(f"  publishing the {m:,} payments events the decisions appended")
-        await _produce(broker.bootstrap, topics["payments"], published)
+        await produce(broker.bootstrap, topics["payments"], published)
         del published
-        fold_raw_seconds = await _raw_consume(broker.bootstrap, [topics["payments"]], m)
+        fold_raw_seconds = await raw_consume(broker.bootstrap, [topics["payments"]], m)
         ctx.console.print("  folding: no-op")
         noop_seconds, noop = await _fold(
             ctx, broker.bootstrap, topics["payments"], m, schemas["noop"], noop=True
