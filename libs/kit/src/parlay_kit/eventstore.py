@@ -10,6 +10,7 @@ held only for the insert and the commit; `GroupCommitter` lets concurrent caller
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import zlib
@@ -119,6 +120,24 @@ class EventStore:
                     FROM unnest($2::text[]) WITH ORDINALITY AS a(id, n) ORDER BY a.n)
                 AS versions"""
 
+    def begin_and_lock_sql(self) -> str:
+        """BEGIN plus `lock()` as one simple-protocol message (one round trip instead of two),
+        for a caller that owns the transaction (GroupCommitter). The values are a number and a
+        checked identifier, so inlining them is safe."""
+        return (
+            f"BEGIN; SELECT pg_advisory_xact_lock({self._append_lock}), "
+            f"pg_notify('{notify_channel(self.schema)}', '')"
+        )
+
+    async def lock(self, conn: asyncpg.Connection) -> None:
+        """Take the append lock (until the transaction ends) and queue the relay's wake-up
+        notification (delivered only at commit), in one round trip."""
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock($1), pg_notify($2, '')",
+            self._append_lock,
+            notify_channel(self.schema),
+        )
+
     async def append(
         self, conn: asyncpg.Connection, events: Sequence[env.NewEvent]
     ) -> list[StoredEvent]:
@@ -129,13 +148,19 @@ class EventStore:
             return []
         if not conn.is_in_transaction():
             raise RuntimeError("EventStore.append must run inside a transaction")
-        # One round trip for the lock and the notification (delivered only at commit) and one
-        # for what is already stored: the lock is held for as short a time as possible.
-        await conn.execute(
-            "SELECT pg_advisory_xact_lock($1), pg_notify($2, '')",
-            self._append_lock,
-            notify_channel(self.schema),
-        )
+        # The lock first, then one round trip for what is already stored: the lock is held for
+        # as short a time as possible.
+        await self.lock(conn)
+        return await self.append_locked(conn, events)
+
+    async def append_locked(
+        self, conn: asyncpg.Connection, events: Sequence[env.NewEvent]
+    ) -> list[StoredEvent]:
+        """`append` for a transaction that already holds the append lock (`lock()` or
+        `begin_and_lock_sql()`). The lookup must run after the lock is granted: under READ
+        COMMITTED it then sees every append committed before ours."""
+        if not events:
+            return []
         auto = list({e.aggregate_id for e in events if e.aggregate_version is None})
         row = await conn.fetchrow(self._lookup_sql, [e.event_id for e in events], auto)
         existing = set(row["existing"] or ())
@@ -205,7 +230,7 @@ class EventStore:
         return [env.decode(r[0]) for r in rows]
 
 
-@dataclass
+@dataclass(slots=True)
 class _PendingAppend:
     events: Sequence[env.NewEvent]
     done: asyncio.Future[list[StoredEvent]]
@@ -214,30 +239,61 @@ class _PendingAppend:
 class GroupCommitter:
     """Shares one transaction and one commit among concurrent appenders.
 
-    While one commit is in flight, new requests queue; the next commit takes them all. Under load
-    a webhook costs a fraction of a commit; when idle it costs exactly one. Only for appends with
-    store-assigned versions (no expected version can conflict and fail the whole group).
+    Appends queue; a group takes every append queued (up to `max_events`) when its transaction
+    holds the append lock. Under load a webhook costs a fraction of a commit; when idle it costs
+    exactly one.
+
+    Pipelined: `pipeline` workers (each with a pool connection per group) take turns. While one group
+    is in its transaction, the next worker — as soon as appends are waiting — already sends its
+    BEGIN and asks for the append lock, which Postgres grants the moment the previous group
+    commits; only then does that worker take its group from the queue (so the group holds
+    everything that arrived meanwhile). Commit order, hence position order, stays the lock's
+    order, exactly as with one worker; a group never waits for the previous one's commit reply
+    to travel back and be processed, nor for a connection to be returned to the pool.
+
+    A group's transaction is BEGIN+lock, lookup, insert, COMMIT: four round trips; waiters are
+    answered right after the COMMIT, before the connection goes back to the pool.
+
+    Only for appends with store-assigned versions (no expected version can conflict and fail
+    the whole group).
     """
 
-    def __init__(self, pool: asyncpg.Pool, store: EventStore, *, max_events: int = 1000) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        store: EventStore,
+        *,
+        max_events: int = 1000,
+        pipeline: int = 2,
+    ) -> None:
         self._pool = pool
         self._store = store
         self._max_events = max_events
-        self._queue: asyncio.Queue[_PendingAppend] = asyncio.Queue()
-        self._task: asyncio.Task[None] | None = None
+        self._pipeline = max(1, pipeline)
+        self._begin_sql = store.begin_and_lock_sql()
+        self._queue: collections.deque[_PendingAppend] = collections.deque()
+        self._work = asyncio.Event()
+        # Held by the one worker that is next to form a group: it waits for work, begins and
+        # waits for the lock, takes the group, then hands over to the next worker.
+        self._forming = asyncio.Lock()
+        self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name=f"group-commit:{self._store.schema}")
+        if not self._tasks:
+            self._tasks = [
+                asyncio.create_task(self._run(), name=f"group-commit:{self._store.schema}:{n}")
+                for n in range(self._pipeline)
+            ]
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        while not self._queue.empty():
-            pending = self._queue.get_nowait()
+                await task
+        self._tasks = []
+        while self._queue:
+            pending = self._queue.popleft()
             if not pending.done.done():
                 pending.done.set_exception(RuntimeError("event store is shutting down"))
 
@@ -245,35 +301,73 @@ class GroupCommitter:
         """Returns once the events are durable (committed)."""
         if any(e.aggregate_version is not None for e in events):
             raise ValueError("GroupCommitter only takes store-versioned events")
-        if self._task is None:
+        if not self._tasks:
             raise RuntimeError("GroupCommitter not started")
         done: asyncio.Future[list[StoredEvent]] = asyncio.get_running_loop().create_future()
-        await self._queue.put(_PendingAppend(events, done))
+        self._queue.append(_PendingAppend(events, done))
+        self._work.set()
         return await done
+
+    def _take(self) -> list[_PendingAppend]:
+        """The next group: queued appends (not given up by their callers) up to max_events."""
+        group: list[_PendingAppend] = []
+        count = 0
+        queue = self._queue
+        while queue and (not group or count < self._max_events):
+            pending = queue.popleft()
+            if pending.done.done():  # cancelled (the caller timed out): nothing to store
+                continue
+            group.append(pending)
+            count += len(pending.events)
+        if not queue:
+            self._work.clear()
+        return group
 
     async def _run(self) -> None:
         while True:
-            group = [await self._queue.get()]
-            count = len(group[0].events)
-            while count < self._max_events and not self._queue.empty():
-                pending = self._queue.get_nowait()
-                group.append(pending)
-                count += len(pending.events)
-            group = [p for p in group if not p.done.cancelled()]
-            if not group:
-                continue
+            group: list[_PendingAppend] = []
+            conn: asyncpg.Connection | None = None
             try:
-                async with self._pool.acquire() as conn, conn.transaction():
-                    stored = await self._store.append(conn, [e for p in group for e in p.events])
-            except Exception as exc:  # the whole group failed to become durable
+                async with self._forming:
+                    while not self._queue:
+                        self._work.clear()
+                        await self._work.wait()
+                    conn = await self._pool.acquire()
+                    await conn.execute(self._begin_sql)
+                    group = self._take()
+                if not group:  # every waiter gave up meanwhile
+                    await conn.execute("ROLLBACK")
+                    continue
+                stored = await self._store.append_locked(conn, [e for p in group for e in p.events])
+                await conn.execute("COMMIT")
+                # Durable: answer before the connection goes back to the pool (its reset is a
+                # round trip of its own).
+                offset = 0
+                for p in group:
+                    n = len(p.events)
+                    if not p.done.done():
+                        p.done.set_result(stored[offset : offset + n])
+                    offset += n
+            except BaseException as exc:
+                # Whatever state the transaction is in, we did not see it commit: end it by
+                # dropping the connection (the server rolls back; the pool replaces it).
+                if conn is not None:
+                    conn.terminate()
+                if isinstance(exc, asyncio.CancelledError):
+                    for p in group:
+                        if not p.done.done():
+                            p.done.set_exception(RuntimeError("event store is shutting down"))
+                    raise
+                if not group:
+                    # Failed before taking a group: the store is failing for those waiting now.
+                    group = self._take()
                 log.warning("group commit of %d appends failed: %s", len(group), exc)
                 for p in group:
                     if not p.done.done():
                         p.done.set_exception(exc)
-                continue
-            offset = 0
-            for p in group:
-                n = len(p.events)
-                if not p.done.done():
-                    p.done.set_result(stored[offset : offset + n])
-                offset += n
+                if not isinstance(exc, Exception):
+                    raise
+            finally:
+                if conn is not None:
+                    with contextlib.suppress(Exception):
+                        await self._pool.release(conn)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import Counter
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
@@ -68,6 +69,11 @@ class OutboxRelay:
         conn: asyncpg.Connection = await asyncpg.connect(self._dsn)
         producer: AIOKafkaProducer | None = None
         try:
+            # This session only writes relay_progress, and losing its last update in a crash
+            # only republishes a few events (consumers dedupe, see the module docstring): no
+            # need to wait for a WAL flush after every published batch. The events themselves
+            # are written, durably, by other sessions.
+            await conn.execute("SET synchronous_commit = off")
             await self._become_leader(conn, stop)
             if stop.is_set():
                 return
@@ -77,37 +83,49 @@ class OutboxRelay:
             producer = make_producer(self._kafka, client_id=f"{self._schema}-relay")
             await producer.start()
             log.info("relay %s.%s publishing from position %d", self._schema, self._name, position)
-            while not stop.is_set():
-                self._wakeup.clear()
-                rows = await conn.fetch(
-                    f"""SELECT position, topic, aggregate_id, event_id, event_type, envelope, traceparent
-                        FROM {self._schema}.events WHERE position > $1 ORDER BY position LIMIT $2""",
-                    position,
-                    self._batch_size,
-                )
-                if rows:
-                    await self._publish(producer, rows)
-                    position = rows[-1]["position"]
-                    await conn.execute(
-                        f"""INSERT INTO {self._schema}.relay_progress (relay, cluster_id, position)
-                            VALUES ($1, $2, $3) ON CONFLICT (relay) DO UPDATE
-                            SET cluster_id = $2, position = $3, updated_at = now()""",
-                        self._name,
-                        cluster_id,
-                        position,
-                    )
+            select = f"""SELECT position, topic, aggregate_id, event_id, event_type, envelope,
+                    traceparent FROM {self._schema}.events
+                WHERE position > $1 ORDER BY position LIMIT $2"""
+            # After a published batch, the next read records how far we got in the same round
+            # trip (a data-modifying CTE always runs): one round trip per batch, not two.
+            record_and_select = f"""WITH progress AS (
+                    INSERT INTO {self._schema}.relay_progress (relay, cluster_id, position)
+                    VALUES ($3, $4, $1) ON CONFLICT (relay) DO UPDATE
+                    SET cluster_id = $4, position = $1, updated_at = now())
+                {select}"""
+            recorded = True  # the loaded position needs no record
+            try:
+                while not stop.is_set():
+                    self._wakeup.clear()
+                    if recorded:
+                        rows = await conn.fetch(select, position, self._batch_size)
+                    else:
+                        rows = await conn.fetch(
+                            record_and_select, position, self._batch_size, self._name, cluster_id
+                        )
+                        recorded = True
+                    if rows:
+                        await self._publish(producer, rows)
+                        position = rows[-1]["position"]
+                        recorded = False
+                        await self._advance(position)
+                        continue
                     await self._advance(position)
-                    continue
-                await self._advance(position)
-                waiter = asyncio.ensure_future(self._wakeup.wait())
-                stopper = asyncio.ensure_future(stop.wait())
-                await asyncio.wait(
-                    {waiter, stopper},
-                    timeout=self._safety_poll,
-                    return_when=asyncio.FIRST_COMPLETED,
-                )
-                waiter.cancel()
-                stopper.cancel()
+                    waiter = asyncio.ensure_future(self._wakeup.wait())
+                    stopper = asyncio.ensure_future(stop.wait())
+                    await asyncio.wait(
+                        {waiter, stopper},
+                        timeout=self._safety_poll,
+                        return_when=asyncio.FIRST_COMPLETED,
+                    )
+                    waiter.cancel()
+                    stopper.cancel()
+            finally:
+                if not recorded and not conn.is_closed():
+                    # Stopping right after a batch: record it (best effort; if this fails, the
+                    # batch is republished on start and consumers skip it).
+                    with contextlib.suppress(Exception):
+                        await self._record(conn, cluster_id, position)
         finally:
             if producer is not None:
                 await producer.stop()
@@ -157,8 +175,18 @@ class OutboxRelay:
                 )
             )
         await asyncio.gather(*acks)
-        for row in rows:
-            EVENTS_PUBLISHED.labels(self._schema, row["topic"]).inc()
+        for topic, count in Counter(row["topic"] for row in rows).items():
+            EVENTS_PUBLISHED.labels(self._schema, topic).inc(count)
+
+    async def _record(self, conn: asyncpg.Connection, cluster_id: str, position: int) -> None:
+        await conn.execute(
+            f"""INSERT INTO {self._schema}.relay_progress (relay, cluster_id, position)
+                VALUES ($1, $2, $3) ON CONFLICT (relay) DO UPDATE
+                SET cluster_id = $2, position = $3, updated_at = now()""",
+            self._name,
+            cluster_id,
+            position,
+        )
 
     def _on_notify(self, *_args: object) -> None:
         self._wakeup.set()

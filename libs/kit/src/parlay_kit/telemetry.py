@@ -18,6 +18,8 @@ span per consumed record, which a batched projector cannot afford.
 from __future__ import annotations
 
 import logging
+import random
+import re
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -45,6 +47,9 @@ _provider: TracerProvider | None = None
 _exporters: set[int] = set()
 _otlp_endpoints: set[str] = set()
 _asyncpg_instrumented = False
+#: True once spans go somewhere (an OTLP endpoint, a given exporter, or a provider someone else
+#: set up). Without that, a span is pure cost: hot paths may skip it (`spans_exported`).
+_spans_exported = False
 
 Headers = Sequence[tuple[str, bytes | str | None]] | Mapping[str, Any]
 
@@ -120,12 +125,14 @@ def setup_telemetry(
     """Install the process-wide TracerProvider and the W3C propagators. Idempotent: the first call
     creates the provider (its `service.name` is fixed then); later calls only add exporters not
     attached yet (an OTLP endpoint, or e.g. an InMemorySpanExporter in tests)."""
-    global _provider, _asyncpg_instrumented
+    global _provider, _asyncpg_instrumented, _spans_exported
     with _lock:
         if _provider is None:
             existing = trace.get_tracer_provider()
             if isinstance(existing, TracerProvider):
                 _provider = existing  # someone (opentelemetry-instrument) set one up already
+                # Its processors are not ours to inspect: assume they export.
+                _spans_exported = True
             else:
                 _provider = TracerProvider(resource=Resource.create({SERVICE_NAME: service_name}))
                 trace.set_tracer_provider(_provider)
@@ -147,6 +154,7 @@ def setup_telemetry(
         # A span per SQL query only pays off when spans go somewhere: without an exporter the
         # trace context still propagates (webhook -> Kafka headers -> consumers) at no cost.
         exporting = bool(otlp_endpoint) or span_exporter is not None
+        _spans_exported = _spans_exported or exporting
         if instrument_asyncpg and exporting and not _asyncpg_instrumented:
             from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
 
@@ -160,6 +168,13 @@ def setup_telemetry(
 def enabled() -> bool:
     """True once `setup_telemetry` ran in this process."""
     return _provider is not None
+
+
+def spans_exported() -> bool:
+    """True when a span recorded in this process goes somewhere (an exporter is attached).
+    Hot paths (one span per webhook) skip the span otherwise and carry the trace context on
+    with `request_traceparent`: the trace id still follows the fact through the system."""
+    return _spans_exported
 
 
 def tracer_provider() -> trace.TracerProvider:
@@ -236,6 +251,36 @@ def current_traceparent(context: Context | None = None) -> str:
     carrier: dict[str, str] = {}
     _W3C.inject(carrier, context=context)
     return carrier.get(TRACEPARENT, "")
+
+
+# W3C trace-context `traceparent`: version-traceid-parentid-flags, lowercase hex. Version 00 has
+# exactly four fields; a later version may append more (we keep only the four we understand).
+_TRACEPARENT_RE = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?")
+_INVALID_TRACE_ID = "0" * 32
+_INVALID_SPAN_ID = "0" * 16
+
+
+def request_traceparent(traceparent: str | None) -> str:
+    """The traceparent to store with work started by an incoming request when no span is
+    recorded for it (`spans_exported()` is False): the caller's, if it sent a valid one (same
+    rules as the W3C propagator), else a new trace. Costs a regex match or two random numbers
+    instead of a span, and gives the same trace id the span would have carried."""
+    if traceparent:
+        match = _TRACEPARENT_RE.fullmatch(traceparent.strip())
+        if match is not None:
+            version, trace_id, span_id, flags, rest = match.groups()
+            if (
+                version != "ff"
+                and not (version == "00" and rest)
+                and trace_id != _INVALID_TRACE_ID
+                and span_id != _INVALID_SPAN_ID
+            ):
+                # Only the sampled bit carries over, as it would to a child span.
+                return f"00-{trace_id}-{span_id}-{int(flags, 16) & 1:02x}"
+    # A new root, sampled like the SDK's default sampler samples a root (ids never zero).
+    trace_id_int = random.getrandbits(128) or 1
+    span_id_int = random.getrandbits(64) or 1
+    return f"00-{trace_id_int:032x}-{span_id_int:016x}-01"
 
 
 def current_tracestate(context: Context | None = None) -> str:

@@ -17,7 +17,6 @@ account is a Meta app; `business_address` (phone_number_id) tells the numbers ap
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 import logging
@@ -87,7 +86,8 @@ _MINOR_DIGITS = {
 
 def signature_for(app_secret: str, body: bytes) -> str:
     """The X-Hub-Signature-256 header value Meta sends for `body`."""
-    return "sha256=" + hmac.new(app_secret.encode(), body, hashlib.sha256).hexdigest()
+    # hmac.digest is the one-shot (C) form of hmac.new(...).digest(): same bytes, less overhead.
+    return "sha256=" + hmac.digest(app_secret.encode(), body, "sha256").hex()
 
 
 def verify_signature(headers: Mapping[str, str], body: bytes, app_secret: str) -> None:
