@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -32,25 +31,10 @@ from parlay_kit.envelope import NewEvent, deterministic_event_id, encode, utcnow
 from parlay_kit.projector import Projector
 from parlay_kit.runtime import ServiceRuntime
 from parlay_kit.settings import KafkaSettings
+from parlay_kit.testbus import wait_until
 from parlay_kit.testing import unique_name
 
 T0 = datetime(2024, 5, 6, 9, 0, tzinfo=UTC)
-
-
-async def wait_until(
-    condition: Callable[[], Awaitable[bool] | bool], timeout: float = 60.0, what: str = ""
-) -> None:
-    """Poll a condition with a deadline (the condition decides, not a sleep)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or condition}")
-        await asyncio.sleep(0.02)
 
 
 @dataclass

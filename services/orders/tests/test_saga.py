@@ -483,7 +483,7 @@ async def test_the_read_models_rebuild_from_the_orders_topic(
             stream = await runtime.store.load_stream(conn, order_id)
         folded = fold_order([(e, unpack(e)) for e in stream])
         assert folded is not None
-        assert (folded["status"], folded["version"], folded["paid_minor"]) == ("paid", 5, 24950)
+        assert (folded.status, folded.version, folded.paid_minor) == ("paid", 5, 24950)
     finally:
         conn = await asyncpg.connect(database_url)
         try:

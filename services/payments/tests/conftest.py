@@ -10,16 +10,13 @@ ChannelPaymentEventReceived) and wait on stored offsets — never on sleeps.
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import grpc
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from google.protobuf.message import Message
 
 from parlay.gateway.v1 import gateway_events_pb2 as ge
@@ -27,12 +24,12 @@ from parlay.orders.v1 import orders_events_pb2 as oe
 from parlay.payments.v1 import payments_service_pb2_grpc as pb_grpc
 from parlay_kit import tenancy
 from parlay_kit.broker import ensure_topics
-from parlay_kit.envelope import NewEvent, decode, deterministic_event_id, encode, unpack, utcnow
+from parlay_kit.envelope import NewEvent, decode, deterministic_event_id, unpack
 from parlay_kit.grpc_server import build_server, create_channel
-from parlay_kit.kafka import log_end_offsets
 from parlay_kit.projector import Projector
 from parlay_kit.runtime import ServiceRuntime
 from parlay_kit.settings import KafkaSettings
+from parlay_kit.testbus import TopicBus, drop_schema, topic_bus, wait_until
 from parlay_kit.testing import unique_name
 from parlay_kit.topics import dead_letter_topic
 from parlay_payments.commands import PaymentsCommands
@@ -45,22 +42,6 @@ from parlay_payments.settings import PaymentsSettings
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 STRIPE_ACCOUNT = "acc-stripe"
 TELEGRAM_ACCOUNT = "acc-telegram"
-
-
-async def wait_until(
-    condition: Callable[[], Awaitable[bool] | bool], timeout: float = 30.0, what: str = ""
-) -> None:
-    """Poll a condition with a deadline (a condition, not a sleep, decides)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or condition}")
-        await asyncio.sleep(0.02)
 
 
 # ---------------------------------------------------------------------- other services' events
@@ -241,12 +222,10 @@ def telegram_payment(
 
 @dataclass
 class Service:
-    bootstrap: str
-    topics: dict[str, str]
+    bus: TopicBus
     runtime: ServiceRuntime
     orders_projector: Projector
     provider_projector: Projector
-    producer: AIOKafkaProducer
     address: str
     read_model: PaymentsReadModel
     channels: list[grpc.aio.Channel] = field(default_factory=list)
@@ -261,6 +240,14 @@ class Service:
     telegram_payment = staticmethod(telegram_payment)
     STRIPE_ACCOUNT = STRIPE_ACCOUNT
     TELEGRAM_ACCOUNT = TELEGRAM_ACCOUNT
+
+    @property
+    def bootstrap(self) -> str:
+        return self.bus.bootstrap
+
+    @property
+    def topics(self) -> dict[str, str]:
+        return self.bus.topics
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -282,62 +269,24 @@ class Service:
         self.channels.append(channel)
         return tenant, pb_grpc.PaymentsServiceStub(channel)
 
-    async def _produce(self, topic: str, event: NewEvent, source: str) -> None:
-        envelope = event.to_envelope(source, event.aggregate_version or 1, utcnow())
-        await self.producer.send_and_wait(
-            topic,
-            value=encode(envelope),
-            key=event.aggregate_id.encode(),
-            headers=[("ce_id", event.event_id.encode()), ("ce_type", event.event_type.encode())],
-        )
-
     async def orders(self, *events: NewEvent) -> None:
         """Publish orders events and wait until the order-payments projector applied them."""
         for event in events:
-            await self._produce(self.topics["orders"], event, "orders")
+            await self.bus.produce(self.topics["orders"], event, source="orders")
         await self.wait_caught_up(self.orders_projector)
 
     async def gateway(self, *events: NewEvent) -> None:
         """Publish gateway events and wait until the provider-events projector applied them."""
         for event in events:
-            await self._produce(self.topics["inbound"], event, "gateway")
+            await self.bus.produce(self.topics["inbound"], event, source="gateway")
         await self.wait_caught_up(self.provider_projector)
 
-    async def end_offsets(self, *topics: str) -> dict[tuple[str, int], int]:
-        # The real end of each partition: Tansu reports the last batch's base offset + 1.
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap, enable_auto_commit=False, fetch_max_wait_ms=50
-        )
-        await consumer.start()
-        try:
-            partitions = []
-            for topic in topics:
-                ids = consumer.partitions_for_topic(topic)
-                while not ids:
-                    await consumer._client.force_metadata_update()
-                    ids = consumer.partitions_for_topic(topic)
-                partitions += [TopicPartition(topic, p) for p in ids]
-            consumer.assign(partitions)
-            ends = await log_end_offsets(consumer, partitions, probe_timeout_ms=50)
-            return {(tp.topic, tp.partition): off for tp, off in ends.items()}
-        finally:
-            await consumer.stop()
-
-    async def caught_up(self, projector: Projector) -> bool:
-        ends = await self.end_offsets(*projector.topics)
-        stored = await projector.stored_offsets()
-        return all(stored.get(tp, 0) >= end for tp, end in ends.items() if end > 0)
-
     async def wait_caught_up(self, projector: Projector, timeout: float = 30.0) -> None:
-        await wait_until(lambda: self.caught_up(projector), timeout, f"{projector.name} offsets")
+        await self.bus.wait_caught_up(projector, timeout)
 
     async def wait_published(self, timeout: float = 30.0) -> None:
         """The outbox relay has published every event in the store."""
-        assert self.runtime.relay is not None
-        last = await self.pool.fetchval(
-            f"SELECT coalesce(max(position), 0) FROM {self.schema}.events"
-        )
-        await self.runtime.relay.wait_published(last, timeout)
+        await self.bus.wait_published(self.runtime, timeout)
 
     async def events(self, aggregate_id: str) -> list[Message]:
         """The payments events stored for an aggregate, in version order."""
@@ -365,9 +314,6 @@ class Service:
 
 @pytest.fixture(scope="session")
 async def svc(database_url: str, kafka_bootstrap: str) -> AsyncIterator[Service]:
-    suffix = unique_name("p")
-    names = {kind: f"{suffix}.{kind}" for kind in ("orders", "inbound", "payments")}
-    await ensure_topics(kafka_bootstrap, list(names.values()), partitions=3)
     # Poison events go to the service's dead-letter topic (the local stack creates it).
     await ensure_topics(kafka_bootstrap, [dead_letter_topic("payments")], partitions=1)
     schema = unique_name("t")
@@ -377,51 +323,41 @@ async def svc(database_url: str, kafka_bootstrap: str) -> AsyncIterator[Service]
         kafka=KafkaSettings(bootstrap=kafka_bootstrap),
         max_event_attempts=2,
     )
-    runtime = ServiceRuntime(settings, migrations=MIGRATIONS)
-    pool = await runtime.open()
-    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all", linger_ms=1)
-    await producer.start()
-    server = None
-    service: Service | None = None
-    try:
-        await tenancy.migrate(pool, schema)
-        rm = PaymentsReadModel(schema)
-        process = PaymentsProcess(rm, topic=names["payments"])
-        orders_projector = runtime.add_projector("order-payments", [names["orders"]], process)
-        provider_projector = runtime.add_projector("provider-events", [names["inbound"]], process)
-        await runtime.start()
-        servicer = PaymentsServicer(
-            pool, rm, PaymentsCommands(pool, runtime.store, rm, topic=names["payments"])
-        )
-        server = build_server(
-            [(pb_grpc.add_PaymentsServiceServicer_to_server, servicer)],
-            resolver=tenancy.ApiKeyResolver(pool, schema=schema),
-            service_names=[SERVICE_NAME],
-            port=0,
-            telemetry_enabled=False,
-        )
-        await server.start()
-        service = Service(
-            kafka_bootstrap,
-            names,
-            runtime,
-            orders_projector,
-            provider_projector,
-            producer,
-            server.address,
-            rm,
-        )
-        yield service
-    finally:
-        if service is not None:
-            for channel in service.channels:
-                await channel.close()
-        if server is not None:
-            await server.stop(0)
-        await producer.stop()
-        await runtime.stop()
-        conn = await asyncpg.connect(database_url)
+    async with topic_bus(kafka_bootstrap, ("orders", "inbound", "payments")) as bus:
+        names = bus.topics
+        runtime = ServiceRuntime(settings, migrations=MIGRATIONS)
+        pool = await runtime.open()
+        server = None
+        service: Service | None = None
         try:
-            await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+            await tenancy.migrate(pool, schema)
+            rm = PaymentsReadModel(schema)
+            process = PaymentsProcess(rm, topic=names["payments"])
+            orders_projector = runtime.add_projector("order-payments", [names["orders"]], process)
+            provider_projector = runtime.add_projector(
+                "provider-events", [names["inbound"]], process
+            )
+            await runtime.start()
+            servicer = PaymentsServicer(
+                pool, rm, PaymentsCommands(pool, runtime.store, rm, topic=names["payments"])
+            )
+            server = build_server(
+                [(pb_grpc.add_PaymentsServiceServicer_to_server, servicer)],
+                resolver=tenancy.ApiKeyResolver(pool, schema=schema),
+                service_names=[SERVICE_NAME],
+                port=0,
+                telemetry_enabled=False,
+            )
+            await server.start()
+            service = Service(
+                bus, runtime, orders_projector, provider_projector, server.address, rm
+            )
+            yield service
         finally:
-            await conn.close()
+            if service is not None:
+                for channel in service.channels:
+                    await channel.close()
+            if server is not None:
+                await server.stop(0)
+            await runtime.stop()
+            await drop_schema(database_url, schema)

@@ -113,12 +113,12 @@ async def test_the_payments_topic_rebuilds_the_read_models(svc, database_url: st
     view = rebuild.fold_payment([(e, unpack(e)) for e in envelopes])
     payment = await svc.payment(tenant, pid)
     assert view is not None
-    assert (view["status"], view["refunded_minor"], view["version"]) == (
+    assert (view.status, view.refunded_minor, view.version) == (
         payment.status,
         payment.refunded_minor,
         payment.version,
     )
-    assert view["status"] == "partially_refunded" and view["refunded_minor"] == 500
+    assert view.status == "partially_refunded" and view.refunded_minor == 500
 
 
 def test_registered_for_the_analyst_tools() -> None:

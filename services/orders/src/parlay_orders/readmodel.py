@@ -21,6 +21,7 @@ from datetime import datetime
 import asyncpg
 import orjson
 
+from parlay_kit.customer_aliases import CustomerAliases
 from parlay_kit.db import Migration, check_identifier
 from parlay_orders import domain
 
@@ -271,7 +272,7 @@ def decode_token(token: str, n: int) -> list[str] | None:
     return parts if len(parts) == n else None
 
 
-class OrdersReadModel:
+class OrdersReadModel(CustomerAliases):
     def __init__(self, schema: str) -> None:
         self.schema = check_identifier(schema)
         s = self.schema
@@ -506,56 +507,3 @@ class OrdersReadModel:
             tenant_id,
             conversation_id,
         )
-
-    # ------------------------------------------------------------------ merges
-
-    async def set_alias(
-        self,
-        conn: asyncpg.Connection,
-        tenant_id: str,
-        customer_id: str,
-        survivor: str,
-        merge_id: str,
-    ) -> None:
-        await conn.execute(
-            f"""INSERT INTO {self.schema}.customer_aliases
-                    (tenant_id, customer_id, survivor_customer_id, merge_id)
-                VALUES ($1, $2, $3, $4)
-                ON CONFLICT (tenant_id, customer_id) DO UPDATE
-                SET survivor_customer_id = EXCLUDED.survivor_customer_id,
-                    merge_id = EXCLUDED.merge_id""",
-            tenant_id,
-            customer_id,
-            survivor,
-            merge_id,
-        )
-
-    async def remove_alias(
-        self, conn: asyncpg.Connection, tenant_id: str, customer_id: str, survivor: str
-    ) -> None:
-        await conn.execute(
-            f"""DELETE FROM {self.schema}.customer_aliases
-                WHERE tenant_id = $1 AND customer_id = $2 AND survivor_customer_id = $3""",
-            tenant_id,
-            customer_id,
-            survivor,
-        )
-
-    async def merged_into(
-        self, conn: asyncpg.Connection | asyncpg.Pool, tenant_id: str, customer_id: str
-    ) -> list[str]:
-        """The customer and every customer merged into it (directly or through others)."""
-        rows = await conn.fetch(
-            f"""WITH RECURSIVE tree(customer_id, depth) AS (
-                    SELECT $2::text, 0
-                    UNION ALL
-                    SELECT a.customer_id, tree.depth + 1
-                    FROM tree JOIN {self.schema}.customer_aliases a
-                      ON a.tenant_id = $1 AND a.survivor_customer_id = tree.customer_id
-                    WHERE tree.depth < 64
-                )
-                SELECT DISTINCT customer_id FROM tree""",
-            tenant_id,
-            customer_id,
-        )
-        return [r[0] for r in rows]

@@ -14,16 +14,8 @@ order (aggregate view for `parlay at order <id>`)
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import asdict
-from typing import Any
-
-from google.protobuf.message import Message
-
-from parlay.envelope.v1.envelope_pb2 import Envelope
 from parlay_kit import topics
-from parlay_kit.analytics.registry import AggregateView, Projection
-from parlay_kit.envelope import from_timestamp
+from parlay_kit.analytics.registry import AggregateView, Projection, fold_with
 from parlay_orders import domain
 from parlay_orders.projections import OrderProjection
 from parlay_orders.readmodel import MIGRATIONS, OrdersReadModel
@@ -33,24 +25,8 @@ def _orders(schema: str) -> OrderProjection:
     return OrderProjection(OrdersReadModel(schema))
 
 
-def fold_order(events: Sequence[tuple[Envelope, Message]]) -> dict[str, Any] | None:
-    state: domain.OrderState | None = None
-    for envelope, payload in events:
-        state = domain.apply(
-            state,
-            payload,
-            tenant_id=envelope.tenant_id,
-            version=envelope.aggregate_version,
-            at=from_timestamp(envelope.occurred_at),
-        )
-    if state is None:
-        return None
-    out = asdict(state)
-    out["lines"] = [asdict(line) for line in state.lines]
-    for key in ("created_at", "updated_at"):
-        value = out.get(key)
-        out[key] = value.isoformat() if value is not None else None
-    return out
+#: The order as it stood after the given events (`parlay at <time> order <id>`).
+fold_order = fold_with(domain.apply)
 
 
 PROJECTIONS = [

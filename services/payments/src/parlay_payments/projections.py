@@ -26,6 +26,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import TypedDict
 
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -98,16 +99,22 @@ def occurred_at(event: ConsumedEvent) -> datetime:
     return _time(event.envelope.occurred_at) or _time(event.envelope.recorded_at) or utcnow()
 
 
-def _caused_by(cause: ConsumedEvent) -> dict[str, str]:
+class _Causation(TypedDict):
+    causation_id: str
+    correlation_id: str
+    traceparent: str
+
+
+def _caused_by(cause: ConsumedEvent) -> _Causation:
     """Causation, correlation and trace of a derived event: the consumed event's (set here
     rather than by `uow.emit`, which would copy every event once more). The trace continues the
     producer's, from the record's traceparent header."""
     envelope = cause.envelope
-    return {
-        "causation_id": envelope.event_id,
-        "correlation_id": envelope.correlation_id or envelope.event_id,
-        "traceparent": cause.traceparent,
-    }
+    return _Causation(
+        causation_id=envelope.event_id,
+        correlation_id=envelope.correlation_id or envelope.event_id,
+        traceparent=cause.traceparent,
+    )
 
 
 @dataclass

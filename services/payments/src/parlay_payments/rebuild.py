@@ -14,16 +14,8 @@ payment (aggregate view for `parlay at`)
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Sequence
-from typing import Any
-
-from google.protobuf.message import Message
-
-from parlay.envelope.v1.envelope_pb2 import Envelope
 from parlay_kit import topics
-from parlay_kit.analytics.registry import AggregateView, Projection
-from parlay_kit.envelope import from_timestamp
+from parlay_kit.analytics.registry import AggregateView, Projection, fold_with
 from parlay_payments import domain
 from parlay_payments.migrations import MIGRATIONS
 from parlay_payments.projections import PaymentsProjection
@@ -34,27 +26,8 @@ def _payments(schema: str) -> PaymentsProjection:
     return PaymentsProjection(PaymentsReadModel(schema))
 
 
-def fold_payment(events: Sequence[tuple[Envelope, Message]]) -> dict[str, Any] | None:
-    state: domain.Payment | None = None
-    for envelope, payload in events:
-        state = domain.apply(
-            state,
-            payload,
-            tenant_id=envelope.tenant_id,
-            version=envelope.aggregate_version,
-            at=from_timestamp(envelope.occurred_at),
-        )
-    if state is None:
-        return None
-    described = dataclasses.asdict(state)
-    for key, value in list(described.items()):
-        if hasattr(value, "isoformat"):
-            described[key] = value.isoformat()
-    described["refunds"] = [
-        {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in r.items()}
-        for r in described["refunds"]
-    ]
-    return described
+#: The payment as it stood after the given events (`parlay at <time> payment <id>`).
+fold_payment = fold_with(domain.apply)
 
 
 PROJECTIONS = [

@@ -28,6 +28,7 @@ from google.protobuf.message import Message
 
 from parlay.envelope.v1.envelope_pb2 import Envelope
 from parlay_kit.db import Migration
+from parlay_kit.envelope import from_timestamp
 from parlay_kit.projector import Handler
 
 log = logging.getLogger(__name__)
@@ -77,6 +78,25 @@ class AggregateView:
     fold: Callable[[Sequence[tuple[Envelope, Message]]], Any]
     description: str = ""
     aliases: tuple[str, ...] = ()
+
+
+def fold_with(apply: Callable[..., Any]) -> Callable[[Sequence[tuple[Envelope, Message]]], Any]:
+    """An `AggregateView.fold` from a domain's `apply(state, payload, *, tenant_id, version,
+    at)`: the aggregate's events folded oldest first (`parlay at` makes the result JSON-ready)."""
+
+    def fold(events: Sequence[tuple[Envelope, Message]]) -> Any:
+        state = None
+        for envelope, payload in events:
+            state = apply(
+                state,
+                payload,
+                tenant_id=envelope.tenant_id,
+                version=envelope.aggregate_version,
+                at=from_timestamp(envelope.occurred_at),
+            )
+        return state
+
+    return fold
 
 
 @dataclass
