@@ -16,6 +16,10 @@ class HttpError(Exception):
     """The connection failed or the response could not be read."""
 
 
+class _ClosedBeforeAnswer(Exception):
+    """The connection ended before any byte of the answer (see `Connection.request`)."""
+
+
 class Connection:
     def __init__(self, host: str, port: int) -> None:
         self.host = host
@@ -35,14 +39,36 @@ class Connection:
 
     async def request(self, data: bytes) -> int:
         """Send one complete request; return the response status. Reconnects if needed; on a
-        broken connection raises HttpError (the request may or may not have been processed)."""
+        broken connection raises HttpError (the request may or may not have been processed).
+
+        A reused keep-alive connection the server closed while it sat idle (uvicorn closes
+        after 5 s) fails before a byte of the answer arrives: that request is sent once more
+        on a new connection, as HTTP clients do (RFC 9112 §9.3.1; webhooks are idempotent)."""
+        reused = self._writer is not None and self.requests > 0
+        try:
+            return await self._request_once(data)
+        except _ClosedBeforeAnswer as exc:
+            if not reused:
+                raise HttpError(repr(exc.__cause__)) from exc
+        try:
+            return await self._request_once(data)
+        except _ClosedBeforeAnswer as exc:
+            raise HttpError(repr(exc.__cause__)) from exc
+
+    async def _request_once(self, data: bytes) -> int:
         if self._writer is None:
             await self.connect()
         reader, writer = self._reader, self._writer
         assert reader is not None and writer is not None
         try:
             writer.write(data)
-            head = await reader.readuntil(b"\r\n\r\n")
+            try:
+                head = await reader.readuntil(b"\r\n\r\n")
+            except (ConnectionError, asyncio.IncompleteReadError) as exc:
+                if isinstance(exc, asyncio.IncompleteReadError) and exc.partial:
+                    raise
+                self.close()
+                raise _ClosedBeforeAnswer from exc
             status = int(head[9:12])
             lower = head.lower()
             i = lower.find(b"\r\ncontent-length:")
