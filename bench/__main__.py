@@ -25,6 +25,7 @@ import shutil
 import subprocess
 import sys
 import time
+import timeit
 import traceback
 from collections.abc import Iterator
 from pathlib import Path
@@ -144,6 +145,11 @@ def machine_facts(pg_version: str) -> dict[str, Any]:
     after = machine_cpu_times()
     if before and after and after[1] > before[1]:
         busy = round(100 * (after[0] - before[0]) / (after[1] - before[1]), 1)
+    # Figures move with the machine's single-core speed (seen: 2.5x between two "2-core"
+    # machines); this fixed pure-Python loop lets runs from different machines be compared.
+    reference_us = round(
+        min(timeit.repeat("sum(range(1000))", number=2000, repeat=5)) / 2000 * 1e6, 1
+    )
     try:
         load = [round(x, 2) for x in os.getloadavg()]
     except OSError:  # pragma: no cover
@@ -152,6 +158,7 @@ def machine_facts(pg_version: str) -> dict[str, Any]:
         "busy_pct_before_start": busy,
         "load_average_before_start": load,
         "cores": usable,
+        "python_reference_loop_us": reference_us,
         "cpu_count": os.cpu_count(),
         "cpu": _cpu_model(),
         "memory_gib": _memory_gib(),
@@ -179,6 +186,11 @@ def render(console: Console, report: dict[str, Any], results: list[Result]) -> N
     facts.add_row(
         "machine",
         f"{m['cores']} cores ({m['cpu']}), {m['memory_gib']} GiB, {m['platform']}",
+    )
+    facts.add_row(
+        "single-core speed",
+        f"{m.get('python_reference_loop_us')} µs per sum(range(1000)) (lower is faster; "
+        "compare figures from machines with similar values)",
     )
     busy = m.get("busy_pct_before_start")
     facts.add_row(
