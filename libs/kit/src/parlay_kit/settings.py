@@ -21,9 +21,10 @@ class KafkaSettings(BaseSettings):
     #: A 1 MiB webhook plus its envelope exceeds aiokafka's 1 MiB default (topics allow 2 MiB).
     max_request_size: int = 2_097_152
     # Consumer
-    #: How long the broker may hold a fetch when there is nothing new. Brokers (Kafka and
-    #: Tansu alike) answer as soon as a record arrives, so this costs no latency; a short wait
-    #: only makes idle consumers poll: at 20 ms, an idle `parlay dev` used a core.
+    #: How long the broker may hold a fetch when there is nothing new (Kafka's default). Kafka
+    #: answers as soon as a record arrives; Tansu does for one partition but holds a
+    #: multi-partition fetch ~140 ms (measured). A short wait only makes idle consumers poll:
+    #: at 20 ms an idle `parlay dev` used a whole core and e2e latency was worse (docs/benchmarks.md).
     fetch_max_wait_ms: int = 500
     max_poll_records: int = 2_000
     session_timeout_ms: int = 10_000
