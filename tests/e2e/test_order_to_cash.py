@@ -28,6 +28,8 @@ from parlay.orders.v1 import orders_service_pb2 as orders_pb
 from parlay.orders.v1 import orders_service_pb2_grpc as orders_grpc
 from parlay.payments.v1 import payments_service_pb2 as pay_pb
 from parlay.payments.v1 import payments_service_pb2_grpc as pay_grpc
+from parlay.profile.v1 import profile_service_pb2 as profile_pb
+from parlay.profile.v1 import profile_service_pb2_grpc as profile_grpc
 
 from .stack import ServiceStack, eventually, running_stack
 from .whatsapp import account, signed_headers, text_message, webhook
@@ -138,6 +140,17 @@ async def customer_id(stack: ServiceStack) -> str:
         return listed.conversations[0].customer_id if listed.conversations else None
 
     return await eventually(probe, what="the customer's conversation")
+
+
+async def _purchases_when_paid(
+    stack: ServiceStack, customer: str
+) -> profile_pb.PurchaseSummary | None:
+    async with stack.channel("profile") as channel:
+        found = await profile_grpc.ProfileServiceStub(channel).GetCustomer(
+            profile_pb.GetCustomerRequest(customer_id=customer), metadata=stack.metadata()
+        )
+    purchases = found.customer.purchases
+    return purchases if purchases.lifetime_value else None
 
 
 async def orders_of(stack: ServiceStack, customer: str) -> list[orders_pb.Order]:
@@ -319,6 +332,12 @@ async def test_cart_to_paid_order_through_whatsapp_and_stripe(stack, standin) ->
     [captured] = await payments_of(stack, placed.order_id)
     assert (captured.status, captured.captured_minor) == ("captured", 12480)
     await whatsapp_texts(standin, "We received your payment")
+    # The profile keeps the customer's purchase summary from orders' and payments' events.
+    purchases = await eventually(
+        lambda: _purchases_when_paid(stack, customer), what="the profile's purchase summary"
+    )
+    assert purchases.order_count == 1
+    assert [(m.currency, m.amount_minor) for m in purchases.lifetime_value] == [("MXN", 12480)]
 
     # 6. The same Stripe events three times, and in reverse order: nothing more happens.
     events = await standin_events(standin, session_id)

@@ -1,10 +1,8 @@
 """Identity evidence, subscription changes and purchases through the real IdentityResolution
 handler and Postgres (no broker needed: what the projector does for one batch).
 
-The gateway's IdentityEvidenceObserved / ContactSubscriptionChanged are the generated contract
-types. The orders / payments events are not in the contracts yet; the handler reads them by type
-name and field name, and these tests build them with the expected names and fields in a private
-descriptor pool, so the wiring is proven now and activates when the real types land.
+Every payload is a generated contract type: the gateway's IdentityEvidenceObserved /
+ContactSubscriptionChanged, orders' OrderPlaced and payments' PaymentCaptured.
 """
 
 from __future__ import annotations
@@ -12,9 +10,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
 from parlay.gateway.v1 import gateway_events_pb2 as ge
+from parlay.orders.v1 import orders_events_pb2 as oe
+from parlay.payments.v1 import payments_events_pb2 as pe
 from parlay_kit.envelope import NewEvent, deterministic_event_id, utcnow
 from parlay_kit.projector import ConsumedEvent, UnitOfWork
 from parlay_kit.testing import unique_name
@@ -24,62 +23,9 @@ from parlay_profile.projections import IdentityResolution
 from parlay_profile.readmodel import CustomerReadModel
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
-F = descriptor_pb2.FieldDescriptorProto
-
-
-def _message(fdp, name: str, fields: list[tuple[str, int, str]]) -> None:
-    m = fdp.message_type.add(name=name)
-    for field_name, number, kind in fields:
-        f = m.field.add(name=field_name, number=number, label=F.LABEL_OPTIONAL)
-        if kind.startswith("."):
-            f.type, f.type_name = F.TYPE_MESSAGE, kind
-        else:
-            f.type = {"string": F.TYPE_STRING, "bool": F.TYPE_BOOL, "int64": F.TYPE_INT64}[kind]
-
-
-def _future_types() -> dict[str, type]:
-    pool = descriptor_pool.DescriptorPool()
-    orders = descriptor_pb2.FileDescriptorProto(
-        name="future/orders.proto", package="parlay.orders.v1", syntax="proto3"
-    )
-    _message(
-        orders,
-        "OrderPlaced",
-        [
-            ("order_id", 1, "string"),
-            ("customer_id", 2, "string"),
-            ("total_minor", 3, "int64"),
-            ("currency", 4, "string"),
-        ],
-    )
-    payments = descriptor_pb2.FileDescriptorProto(
-        name="future/payments.proto", package="parlay.payments.v1", syntax="proto3"
-    )
-    _message(payments, "Money", [("amount_minor", 1, "int64"), ("currency", 2, "string")])
-    _message(
-        payments,
-        "PaymentCaptured",
-        [
-            ("payment_id", 1, "string"),
-            ("order_id", 2, "string"),
-            ("customer_id", 3, "string"),
-            ("amount", 4, ".parlay.payments.v1.Money"),
-        ],
-    )
-    for fdp in (orders, payments):
-        pool.Add(fdp)
-    names = {
-        "order": "parlay.orders.v1.OrderPlaced",
-        "payment": "parlay.payments.v1.PaymentCaptured",
-        "money": "parlay.payments.v1.Money",
-    }
-    return {
-        k: message_factory.GetMessageClass(pool.FindMessageTypeByName(v)) for k, v in names.items()
-    }
-
-
 TYPES: dict[str, type] = {
-    **_future_types(),
+    "order": oe.OrderPlaced,
+    "payment": pe.PaymentCaptured,
     "evidence": ge.IdentityEvidenceObserved,
     "subscription": ge.ContactSubscriptionChanged,
     "address": ge.ChannelAddress,
@@ -320,7 +266,8 @@ async def test_subscription_changes_and_purchases(env) -> None:
             payment_id="p-1",
             order_id="o-1",
             customer_id=line.customer_id,
-            amount=TYPES["money"](amount_minor=2500, currency="usd"),
+            amount_minor=2500,
+            currency="usd",
         ),
         T0 + timedelta(minutes=4),
     )

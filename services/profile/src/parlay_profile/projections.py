@@ -2,9 +2,9 @@
 
 IdentityResolution ("identity-resolution": parlay.gateway.inbound.v1, parlay.orders.v1,
 parlay.payments.v1)
-    Turns what the gateway observed (MessageReceived; IdentityEvidenceObserved and
-    ContactSubscriptionChanged once the gateway publishes them) and what orders / payments
-    report (OrderPlaced, PaymentCaptured, once they exist) into customer events (rules.Resolver),
+    Turns what the gateway observed (MessageReceived, IdentityEvidenceObserved,
+    ContactSubscriptionChanged) and what orders / payments report (OrderPlaced,
+    PaymentCaptured) into customer events (rules.Resolver),
     emits them with exact aggregate versions and updates the read models in the same
     transaction. Writers of a tenant are serialized by a transaction-scoped advisory lock taken
     before anything is read. Event ids derive from the causing event, and every rule is
@@ -26,6 +26,8 @@ from typing import Any
 from opentelemetry import trace
 
 from parlay.gateway.v1 import gateway_events_pb2 as ge
+from parlay.orders.v1 import orders_events_pb2 as oe
+from parlay.payments.v1 import payments_events_pb2 as pay
 from parlay.profile.v1 import profile_events_pb2 as pe
 from parlay_kit import telemetry, topics
 from parlay_kit.envelope import NewEvent, from_timestamp
@@ -39,9 +41,10 @@ log = logging.getLogger(__name__)
 #: code also runs against a gateway contract newer or older than the one it was built with).
 IDENTITY_EVIDENCE_OBSERVED = "parlay.gateway.v1.IdentityEvidenceObserved"
 CONTACT_SUBSCRIPTION_CHANGED = "parlay.gateway.v1.ContactSubscriptionChanged"
-#: Orders / payments events feeding the purchase summary, once those services publish them.
-ORDER_PLACED = "parlay.orders.v1.OrderPlaced"
-PAYMENT_CAPTURED = "parlay.payments.v1.PaymentCaptured"
+#: Orders / payments events feeding the purchase summary. Their modules are imported so that
+#: the types are registered: the projector skips a payload whose type it cannot resolve.
+ORDER_PLACED = oe.OrderPlaced.DESCRIPTOR.full_name
+PAYMENT_CAPTURED = pay.PaymentCaptured.DESCRIPTOR.full_name
 
 
 class InconsistentReadModel(RuntimeError):
