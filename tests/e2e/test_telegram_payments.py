@@ -15,6 +15,7 @@ import json
 import time
 import uuid
 
+import grpc
 import httpx
 import pytest
 
@@ -181,17 +182,25 @@ async def test_invoice_pre_checkout_in_time_and_payment(stack, standin) -> None:
             ),
             metadata=stack.metadata(),
         )
-        created = await orders.CreateOrder(
-            orders_pb.CreateOrderRequest(
-                customer_id=conversation.customer_id,
-                conversation_id=conversation.conversation_id,
-                items=[orders_pb.CreateOrderItem(sku="PIZZA-1", quantity=2)],
-                idempotency_key=f"tg-{SUFFIX}",
-                payment_method="telegram",
-            ),
-            metadata=stack.metadata(),
+        request = orders_pb.CreateOrderRequest(
+            customer_id=conversation.customer_id,
+            conversation_id=conversation.conversation_id,
+            items=[orders_pb.CreateOrderItem(sku="PIZZA-1", quantity=2)],
+            idempotency_key=f"tg-{SUFFIX}",
+            payment_method="telegram",
         )
-        order = created.order
+
+        async def create() -> orders_pb.Order | None:
+            # As an integrator would: UNAVAILABLE until orders has seen the conversation.
+            try:
+                created = await orders.CreateOrder(request, metadata=stack.metadata())
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() != grpc.StatusCode.UNAVAILABLE:
+                    raise
+                return None
+            return created.order
+
+        order = await eventually(create, what="CreateOrder past UNAVAILABLE")
         assert (order.total_minor, order.payment_method) == (37800, "telegram")
         await orders.ConfirmOrder(
             orders_pb.ConfirmOrderRequest(order_id=order.order_id), metadata=stack.metadata()

@@ -52,6 +52,10 @@ DOMAIN_ERRORS: dict[str, tuple[Exception, grpc.StatusCode]] = {
         errors.FailedPrecondition("order is cancelled"),
         grpc.StatusCode.FAILED_PRECONDITION,
     ),
+    "lagging": (
+        errors.NotYetKnown("conversation c-1 is not known to orders yet"),
+        grpc.StatusCode.UNAVAILABLE,
+    ),
     "conflict": (
         errors.ConcurrencyError("order moved to version 4"),
         grpc.StatusCode.ABORTED,

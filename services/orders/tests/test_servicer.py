@@ -167,7 +167,21 @@ async def test_concurrent_creates_with_one_key_make_one_order(api: Api) -> None:
 
 async def test_create_order_with_a_conversation_asks_for_confirmation(api: Api) -> None:
     taco, _, _ = await _catalog(api, unique_name("V"))
-    order = await _create(api, (taco, 1), conversation_id="conv-9")
+    conversation = unique_name("conv")
+    # Until orders has seen the conversation on the log, it cannot say where the order's
+    # chat is: UNAVAILABLE (retry), and nothing is placed.
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await _create(api, (taco, 1), conversation_id=conversation, key="k-" + conversation)
+    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert f"conversation {conversation} is not known" in (caught.value.details() or "")
+    async with api.pool.acquire() as conn:
+        await api.rm.open_conversation(
+            conn, api.tenant, conversation, "cust-1", "whatsapp", "wa-acc"
+        )
+    order = await _create(api, (taco, 1), conversation_id=conversation, key="k-" + conversation)
+    state = await api.rm.load_order(api.pool, api.tenant, order.order_id)
+    assert state is not None
+    assert (state.channel, state.channel_account_id) == ("whatsapp", "wa-acc")
     types = await api.pool.fetch(
         f"""SELECT event_type FROM {api.schema}.events WHERE aggregate_id = $1
             ORDER BY aggregate_version""",

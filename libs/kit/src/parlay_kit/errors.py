@@ -27,6 +27,11 @@ class FailedPrecondition(ParlayError):
     pass
 
 
+class NotYetKnown(ParlayError):
+    """The request names something this service has not seen on the log yet (its view of
+    other services lags by a moment): gRPC UNAVAILABLE, which clients retry with backoff."""
+
+
 class ConcurrencyError(ParlayError):
     """The aggregate moved on since it was read (optimistic concurrency): gRPC ABORTED."""
 

@@ -8,6 +8,7 @@ raise the errors in `parlay_kit.errors`; the interceptor turns those into status
     NotFound           -> NOT_FOUND
     AlreadyExists      -> ALREADY_EXISTS
     FailedPrecondition -> FAILED_PRECONDITION
+    NotYetKnown        -> UNAVAILABLE (retry: the service's view of the log lags)
     ConcurrencyError   -> ABORTED
     PermissionDenied   -> PERMISSION_DENIED
     Unauthenticated    -> UNAUTHENTICATED
@@ -59,6 +60,7 @@ STATUS_BY_ERROR: tuple[tuple[type[errors.ParlayError], grpc.StatusCode], ...] = 
     (errors.NotFound, grpc.StatusCode.NOT_FOUND),
     (errors.AlreadyExists, grpc.StatusCode.ALREADY_EXISTS),
     (errors.FailedPrecondition, grpc.StatusCode.FAILED_PRECONDITION),
+    (errors.NotYetKnown, grpc.StatusCode.UNAVAILABLE),
     (errors.ConcurrencyError, grpc.StatusCode.ABORTED),
     (errors.PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
     (errors.Unauthenticated, grpc.StatusCode.UNAUTHENTICATED),

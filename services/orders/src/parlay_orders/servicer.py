@@ -19,7 +19,13 @@ from parlay.orders.v1 import orders_service_pb2 as pb
 from parlay.orders.v1 import orders_service_pb2_grpc as pb_grpc
 from parlay_kit.auth import current_tenant
 from parlay_kit.envelope import deterministic_event_id, to_timestamp, utcnow
-from parlay_kit.errors import ConcurrencyError, FailedPrecondition, InvalidArgument, NotFound
+from parlay_kit.errors import (
+    ConcurrencyError,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    NotYetKnown,
+)
 from parlay_kit.grpc_server import require
 from parlay_kit.money import is_currency
 from parlay_orders import domain
@@ -256,6 +262,12 @@ class OrdersServicer(pb_grpc.OrdersServiceServicer):
             if conversation_id
             else None
         )
+        if conversation_id and conversation is None:
+            # Orders learns conversations from the conversation log; an order placed without
+            # its chat could not be confirmed or paid there. The caller retries.
+            raise NotYetKnown(
+                f"conversation_id: conversation {conversation_id} is not known to orders yet"
+            )
         placement = domain.Placement(
             order_id=order_id,
             customer_id=request.customer_id.strip(),
