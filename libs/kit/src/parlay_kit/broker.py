@@ -15,6 +15,7 @@ import contextlib
 import ctypes
 import logging
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -47,11 +48,44 @@ class BrokerError(RuntimeError):
 # --------------------------------------------------------------------------------------------
 
 
+#: Ports this process has handed out, so that two calls never return the same one.
+_handed_out: set[int] = set()
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+
+
 def free_port(host: str = DEFAULT_HOST) -> int:
-    """A TCP port that is free right now (the OS picks it)."""
+    """A TCP port that is free right now, for a listener another process starts a moment later.
+
+    Chosen below the kernel's ephemeral range: a port the OS gives for bind(0) is one it may
+    also give an outgoing connection (a Kafka or Postgres client) before the listener binds it,
+    and the listener then fails to start. Ports below the range are never handed out that way.
+    """
+    low, _high = _ephemeral_range()
+    candidates = range(max(1024, low - 12_000), low)
+    for _ in range(200):
+        port = random.choice(candidates)
+        if port not in _handed_out and _can_listen(host, port):
+            _handed_out.add(port)
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+def _can_listen(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
 
 
 def port_is_free(port: int, host: str = DEFAULT_HOST) -> bool:
