@@ -255,13 +255,7 @@ class PaymentActions:
             call = None
             if refused is None and account is not None:
                 params = a.invoice_params(p, a.provider_token(account, p.currency))
-                tg, acc = self.telegram, account
-
-                async def send(limit: asyncio.Semaphore) -> a.Result:
-                    async with limit:
-                        return await tg.send_invoice(acc, params, key)
-
-                call = send
+                call = _telegram_call(self.telegram.send_invoice, account, params, key)
             return Job(
                 event=event,
                 channel=a.TELEGRAM,
@@ -284,14 +278,9 @@ class PaymentActions:
             key = f"pre-checkout:{p.pre_checkout_query_id}"
             call = None
             if refused is None and account is not None:
-                params = a.pre_checkout_params(p)
-                tg, acc = self.telegram, account
-
-                async def answer(limit: asyncio.Semaphore) -> a.Result:
-                    async with limit:
-                        return await tg.answer_pre_checkout_query(acc, params, key)
-
-                call = answer
+                call = _telegram_call(
+                    self.telegram.answer_pre_checkout_query, account, a.pre_checkout_params(p), key
+                )
             return Job(
                 event=event,
                 channel=a.TELEGRAM,
@@ -366,3 +355,18 @@ class PaymentActions:
             return await stripe_api.expire_checkout_session(api_key, session_id, key, limit=limit)
 
         return call
+
+
+def _telegram_call(
+    method: Callable[[ChannelAccount, dict, str], Awaitable[a.Result]],
+    account: ChannelAccount,
+    params: dict,
+    key: str,
+) -> Callable[[asyncio.Semaphore], Awaitable[a.Result]]:
+    """A Bot API call for the job runner, made within its concurrency limit."""
+
+    async def call(limit: asyncio.Semaphore) -> a.Result:
+        async with limit:
+            return await method(account, params, key)
+
+    return call
