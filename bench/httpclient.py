@@ -44,16 +44,14 @@ class Connection:
         A reused keep-alive connection the server closed while it sat idle (uvicorn closes
         after 5 s) fails before a byte of the answer arrives: that request is sent once more
         on a new connection, as HTTP clients do (RFC 9112 §9.3.1; webhooks are idempotent)."""
-        reused = self._writer is not None and self.requests > 0
-        try:
-            return await self._request_once(data)
-        except _ClosedBeforeAnswer as exc:
-            if not reused:
-                raise HttpError(repr(exc.__cause__)) from exc
-        try:
-            return await self._request_once(data)
-        except _ClosedBeforeAnswer as exc:
-            raise HttpError(repr(exc.__cause__)) from exc
+        attempts = 2 if self._writer is not None and self.requests > 0 else 1
+        for attempt in range(1, attempts + 1):
+            try:
+                return await self._request_once(data)
+            except _ClosedBeforeAnswer as exc:
+                if attempt == attempts:
+                    raise HttpError(repr(exc.__cause__)) from exc
+        raise AssertionError("unreachable")
 
     async def _request_once(self, data: bytes) -> int:
         if self._writer is None:

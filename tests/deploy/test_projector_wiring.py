@@ -18,7 +18,9 @@ import pytest
 
 from parlay_kit import topics as topic_names
 
-from .test_manifests import PROJECTORS
+from .projectors import discover_projectors
+
+PROJECTORS = discover_projectors()
 
 #: The proto file whose messages are published on each topic.
 EVENTS_FILE = {

@@ -71,21 +71,12 @@ def free_port(host: str = DEFAULT_HOST) -> int:
     candidates = range(max(1024, low - 12_000), low)
     for _ in range(200):
         port = random.choice(candidates)
-        if port not in _handed_out and _can_listen(host, port):
+        if port not in _handed_out and port_is_free(port, host):
             _handed_out.add(port)
             return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
-
-
-def _can_listen(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-        return True
 
 
 def port_is_free(port: int, host: str = DEFAULT_HOST) -> bool:
