@@ -3,9 +3,11 @@ production); its event store, relay progress, consumer offsets and read models l
 
 from __future__ import annotations
 
+import asyncio
 import re
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
+from types import TracebackType
 
 import asyncpg
 
@@ -31,6 +33,48 @@ async def create_pool(
     )
     assert pool is not None
     return pool
+
+
+class WriteBehind:
+    """Statements on one connection that run while the caller prepares the next one.
+
+    A batch handler that folds everything first and then writes leaves Postgres idle while
+    Python folds and Python idle while Postgres writes. Handing each group's statement to
+    `submit` instead starts it in a task and returns, so the caller folds the next group
+    meanwhile; a statement waits only for the one before it (a connection runs one statement at
+    a time). Leaving the `async with` awaits the last one, also when the caller failed, so the
+    connection is free for the rollback (the caller's error wins over the statement's).
+    """
+
+    def __init__(self) -> None:
+        self._running: asyncio.Future[object] | None = None
+
+    async def submit(self, statement: Awaitable[object]) -> None:
+        await self.wait()
+        self._running = asyncio.ensure_future(statement)
+        # Let the task send its statement now: Postgres works while the caller goes on.
+        await asyncio.sleep(0)
+
+    async def wait(self) -> None:
+        running, self._running = self._running, None
+        if running is not None:
+            await running
+
+    async def __aenter__(self) -> WriteBehind:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc is None:
+            await self.wait()
+            return
+        running, self._running = self._running, None
+        if running is not None:
+            await asyncio.gather(running, return_exceptions=True)
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,6 @@ purchases              paid orders per customer (first purchase -> thank-you)
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -47,7 +46,7 @@ from parlay_conversation.domain import (
     TimelineMessage,
 )
 from parlay_kit.customer_aliases import CustomerAliases
-from parlay_kit.db import Migration, check_identifier
+from parlay_kit.db import Migration, WriteBehind, check_identifier
 
 MIGRATIONS = [
     Migration(
@@ -1633,14 +1632,13 @@ class MessageStream:
     the outcome is the batch's, whatever the grouping — tests/test_projection_batches.py);
     what is left —
     every other effect — is returned by `rest()` for `save`, after the stream is closed
-    (`async with`: the last COPY is awaited, also when the caller failed, so the connection
-    is free for the rollback).
+    (`async with`: the last COPY is awaited, as `parlay_kit.db.WriteBehind` does).
     """
 
     def __init__(self, read_model: ConversationReadModel, conn: asyncpg.Connection) -> None:
         self.read_model = read_model
         self.conn = conn
-        self._copy: asyncio.Future[None] | None = None
+        self._copies = WriteBehind()
         self._rest: list[Effect] = []
         self._statuses: list[StatusUpdate] = []
 
@@ -1657,23 +1655,16 @@ class MessageStream:
         last = _latest_statuses(statuses)
         if messages:
             rows = _message_rows(messages, last)  # while Postgres inserts the previous group
-            await self._wait()
-            self._copy = asyncio.ensure_future(self.read_model._copy_rows(self.conn, rows))
-            # Let the task send the rows now: Postgres inserts them while the caller folds.
-            await asyncio.sleep(0)
+            await self._copies.submit(self.read_model._copy_rows(self.conn, rows))
         # Statuses of messages stored earlier: `save` updates them, after the last COPY.
         self._statuses += last.values()
-
-    async def _wait(self) -> None:
-        copy, self._copy = self._copy, None
-        if copy is not None:
-            await copy
 
     def rest(self) -> list[Effect]:
         """The effects still to be saved (all but the rows written)."""
         return [*self._rest, *self._statuses]
 
     async def __aenter__(self) -> MessageStream:
+        await self._copies.__aenter__()
         return self
 
     async def __aexit__(
@@ -1682,11 +1673,4 @@ class MessageStream:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if exc is None:
-            await self._wait()
-            return
-        # The caller failed: the batch is rolled back, but only once the COPY in flight has
-        # finished with the connection (its own error, if any, is the lesser news).
-        copy, self._copy = self._copy, None
-        if copy is not None:
-            await asyncio.gather(copy, return_exceptions=True)
+        await self._copies.__aexit__(exc_type, exc, tb)
