@@ -3,7 +3,6 @@ as exactly the payments that were saved (inserted, then updated), refunds includ
 
 from __future__ import annotations
 
-import dataclasses
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -56,7 +55,7 @@ def _payment(i: int, **changes: object) -> Payment:
         address="5215550000",
         description="1 x Tacos — ñ",
     )
-    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+    return base._replace(**changes)
 
 
 async def test_saved_payments_load_back_equal(database_url: str, fresh_schema: str) -> None:

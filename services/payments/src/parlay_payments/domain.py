@@ -18,10 +18,9 @@ captured - refunded - pending refunds may be refunded; an amount of 0 asks for a
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, replace
 from datetime import datetime
-from operator import attrgetter
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from google.protobuf.message import Message
 
@@ -132,8 +131,12 @@ class Refund:
     source: str = ""
 
 
-@dataclass(frozen=True, slots=True)
-class Payment:
+class Payment(NamedTuple):
+    """A payment's state. Immutable; a NamedTuple rather than a frozen dataclass because the
+    fold builds one per event and the rebuild one per row read: a frozen dataclass's __init__
+    sets its 31 fields one `object.__setattr__` at a time (3.5 µs), a tuple is made in one call
+    (0.4 µs), which was a tenth of the payments projection's time."""
+
     tenant_id: str
     payment_id: str
     order_id: str
@@ -166,7 +169,7 @@ class Payment:
     refunded_minor: int = 0
     flag_reason: str = ""
     failure_reason: str = ""
-    refunds: tuple[Refund, ...] = field(default_factory=tuple)
+    refunds: tuple[Refund, ...] = ()
 
     @property
     def pending_refunds_minor(self) -> int:
@@ -252,19 +255,15 @@ def apply(
     return _evolved(state, changes)
 
 
-_PAYMENT_FIELDS = tuple(f.name for f in fields(Payment))
-_FIELD_INDEX = {name: i for i, name in enumerate(_PAYMENT_FIELDS)}
-_payment_values = attrgetter(*_PAYMENT_FIELDS)
+_FIELD_INDEX = {name: i for i, name in enumerate(Payment._fields)}
 
 
 def _evolved(state: Payment, changes: dict[str, Any]) -> Payment:
-    """`dataclasses.replace(state, **changes)`, at half the cost: every field of Payment is a
-    plain init field (no InitVar, no __post_init__), so the new state is the old one's values,
-    read with one attrgetter, with the changed ones put in place, passed positionally."""
-    values = list(_payment_values(state))
+    """`state._replace(**changes)` at a third of its cost (the fold's hot path)."""
+    values = list(state)
     for name, value in changes.items():
         values[_FIELD_INDEX[name]] = value
-    return Payment(*values)
+    return Payment._make(values)
 
 
 def _on_link_created(s: Payment, e: Any, at: datetime) -> dict[str, Any]:

@@ -35,6 +35,7 @@ from parlay.gateway.v1 import gateway_events_pb2 as ge
 from parlay.orders.v1 import orders_events_pb2 as oe
 from parlay.payments.v1 import payments_events_pb2 as pe
 from parlay_kit import topics
+from parlay_kit.db import WriteBehind
 from parlay_kit.envelope import NewEvent, deterministic_event_id, from_timestamp, utcnow
 from parlay_kit.projector import ConsumedEvent, UnitOfWork
 from parlay_payments import domain
@@ -478,6 +479,10 @@ def _lookup(events: Sequence[ConsumedEvent]) -> Lookup:
     return Lookup(frozenset(ids), frozenset(orders), frozenset(sessions), frozenset(intents))
 
 
+#: Payments per upsert of a rebuild batch: small enough that Postgres starts on the first group
+#: while the rest are folded, large enough that a statement's round trip is noise.
+_UPSERT_GROUP = 256
+
 REFUND_EVENTS: frozenset[type] = frozenset(
     {pe.RefundRequested, pe.PaymentRefunded, pe.RefundFailed}
 )
@@ -512,20 +517,32 @@ class PaymentsProjection:
                 e.envelope.aggregate_id for e in relevant if type(e.payload) in REFUND_EVENTS
             },
         )
-        changed: set[str] = set()
+        by_payment: dict[str, list[ConsumedEvent]] = {}
         for e in relevant:
-            env = e.envelope
-            current = states.get(env.aggregate_id)
-            if current is not None and env.aggregate_version <= current.version:
-                continue
-            after = domain.apply(
-                current,
-                e.payload,
-                tenant_id=env.tenant_id,
-                version=env.aggregate_version,
-                at=occurred_at(e),
-            )
-            if after is not None:
-                states[env.aggregate_id] = after
-                changed.add(env.aggregate_id)
-        await self.read_model.save(uow.conn, [states[p] for p in sorted(changed)])
+            by_payment.setdefault(e.envelope.aggregate_id, []).append(e)
+        # Payment by payment (in id order, the writers' lock order), a group's rows upserted
+        # while the next group is folded (WriteBehind): Python and Postgres work at once.
+        async with WriteBehind() as writes:
+            group: list[Payment] = []
+            for payment_id in sorted(by_payment):
+                state = states.get(payment_id)
+                folded = state
+                for e in by_payment[payment_id]:
+                    env = e.envelope
+                    if folded is not None and env.aggregate_version <= folded.version:
+                        continue
+                    after = domain.apply(
+                        folded,
+                        e.payload,
+                        tenant_id=env.tenant_id,
+                        version=env.aggregate_version,
+                        at=occurred_at(e),
+                    )
+                    if after is not None:  # None: an event of a payment never requested
+                        folded = after
+                if folded is not state and folded is not None:
+                    group.append(folded)
+                    if len(group) >= _UPSERT_GROUP:
+                        await writes.submit(self.read_model.save(uow.conn, group))
+                        group = []
+            await writes.submit(self.read_model.save(uow.conn, group))

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import datetime
 from operator import attrgetter
 from typing import Any
@@ -26,7 +26,7 @@ from parlay_kit.db import check_identifier
 from parlay_payments.domain import Payment, Refund
 
 #: The payments columns, in `Payment`'s field order (rows are read straight into it).
-PAYMENT_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(Payment) if f.name != "refunds")
+PAYMENT_COLUMNS: tuple[str, ...] = tuple(f for f in Payment._fields if f != "refunds")
 _ID = PAYMENT_COLUMNS.index("payment_id")
 #: The payments table's columns in the table's own order (migrations.py), which is the order
 #: of the fields of its row type `{schema}.payments`: `save` sends the rows as one array of that
@@ -222,11 +222,9 @@ class PaymentsReadModel:
                     source=r["source"],
                 )
             )
-        # Columns are selected in Payment's field order (PAYMENT_COLUMNS): positional is exact.
-        return {
-            row[_ID]: Payment(*row, refunds=tuple(refunds.get(row[_ID], ())))  # type: ignore[misc]
-            for row in rows
-        }
+        # Columns are selected in Payment's field order (PAYMENT_COLUMNS, refunds last):
+        # positional is exact.
+        return {row[_ID]: Payment._make((*row, tuple(refunds.get(row[_ID], ())))) for row in rows}
 
     async def get(self, conn: Any, tenant_id: str, payment_id: str) -> Payment | None:
         rows = await conn.fetch(
