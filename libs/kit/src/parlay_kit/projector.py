@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import traceback
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -241,7 +242,6 @@ class Projector:
         events: list[ConsumedEvent] = []
         undecodable: list[tuple[ConsumerRecord, str]] = []
         for record in records:
-            headers = {k: v.decode(errors="replace") for k, v in (record.headers or ())}
             try:
                 envelope = env.decode(record.value or b"")
                 if not envelope.event_id or not envelope.payload.type_url:
@@ -266,7 +266,7 @@ class Projector:
                     record.topic,
                     record.partition,
                     record.offset,
-                    headers.get("traceparent", ""),
+                    _traceparent(record.headers),
                 )
             )
         return events, undecodable
@@ -284,7 +284,7 @@ class Projector:
         self_deduplicating = getattr(self.handler, "deduplicates_itself", False)
         async with self.pool.acquire() as conn, conn.transaction():
             done = set() if self_deduplicating else await self._already_applied(conn, events)
-            fresh = [e for e in events if e.event_id not in done]
+            fresh = [e for e in events if e.event_id not in done] if done else events
             uow = UnitOfWork(conn)
             poisoned: list[tuple[ConsumedEvent, str]] = []
             if not isolate:
@@ -329,8 +329,8 @@ class Projector:
         self.stats.duplicates += len(done)
         self.stats.applied += len(fresh) - len(poisoned)
         self.stats.dead_lettered += len(poisoned) + len(undecodable)
-        for event in fresh:
-            EVENTS_CONSUMED.labels(self.name, event.topic).inc()
+        for topic, count in Counter(event.topic for event in fresh).items():
+            EVENTS_CONSUMED.labels(self.name, topic).inc(count)
         for record, _ in undecodable:
             EVENTS_DEAD_LETTERED.labels(self.name, record.topic).inc()
         for event, _ in poisoned:
@@ -484,9 +484,17 @@ class Projector:
 
 def _next_offsets(records: list[ConsumerRecord]) -> dict[tuple[str, int], int]:
     offsets: dict[tuple[str, int], int] = {}
+    # A partition's records arrive in offset order: the last one seen of each is its highest.
     for r in records:
-        offsets[(r.topic, r.partition)] = max(offsets.get((r.topic, r.partition), 0), r.offset + 1)
+        offsets[(r.topic, r.partition)] = r.offset + 1
     return offsets
+
+
+def _traceparent(headers: Sequence[tuple[str, bytes]] | None) -> str:
+    for key, value in headers or ():
+        if key == "traceparent":
+            return value.decode(errors="replace")
+    return ""
 
 
 class _SeekToStoredOffsets(ConsumerRebalanceListener):
