@@ -8,6 +8,7 @@ import re
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
+from typing import Self
 
 import asyncpg
 
@@ -60,7 +61,7 @@ class WriteBehind:
         if running is not None:
             await running
 
-    async def __aenter__(self) -> WriteBehind:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(

@@ -28,7 +28,6 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from types import TracebackType
 
 import asyncpg
 
@@ -1617,7 +1616,7 @@ class ConversationReadModel(CustomerAliases):
         return [(r[0], r[1], bytes(r[2])) for r in rows]
 
 
-class MessageStream:
+class MessageStream(WriteBehind):
     """Writes a rebuild's timeline rows while the rest of the batch is still being folded.
 
     `ConversationReadModel.save` writes a batch's rows after the whole batch has been folded,
@@ -1636,9 +1635,9 @@ class MessageStream:
     """
 
     def __init__(self, read_model: ConversationReadModel, conn: asyncpg.Connection) -> None:
+        super().__init__()
         self.read_model = read_model
         self.conn = conn
-        self._copies = WriteBehind()
         self._rest: list[Effect] = []
         self._statuses: list[StatusUpdate] = []
 
@@ -1655,22 +1654,10 @@ class MessageStream:
         last = _latest_statuses(statuses)
         if messages:
             rows = _message_rows(messages, last)  # while Postgres inserts the previous group
-            await self._copies.submit(self.read_model._copy_rows(self.conn, rows))
+            await self.submit(self.read_model._copy_rows(self.conn, rows))
         # Statuses of messages stored earlier: `save` updates them, after the last COPY.
         self._statuses += last.values()
 
     def rest(self) -> list[Effect]:
         """The effects still to be saved (all but the rows written)."""
         return [*self._rest, *self._statuses]
-
-    async def __aenter__(self) -> MessageStream:
-        await self._copies.__aenter__()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self._copies.__aexit__(exc_type, exc, tb)
