@@ -68,6 +68,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="e2e: read-model poll interval",
     )
     p.add_argument(
+        "--fetch-max-wait-ms",
+        type=int,
+        default=None,
+        help="services' consumer fetch wait (PARLAY_KAFKA_FETCH_MAX_WAIT_MS; default: theirs)",
+    )
+    p.add_argument(
         "--database-url",
         default=os.environ.get("PARLAY_BENCH_DATABASE_URL") or defaults.database_url,
         help="Postgres (default: $PARLAY_BENCH_DATABASE_URL or %(default)s)",
@@ -304,6 +310,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
         concurrency=args.concurrency,
         rate=args.rate,
         poll_interval_ms=args.poll_interval_ms,
+        fetch_max_wait_ms=args.fetch_max_wait_ms,
         database_url=args.database_url,
         keep=args.keep,
         profile=args.profile,

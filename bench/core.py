@@ -36,6 +36,8 @@ class Options:
     concurrency: int = 64
     rate: float = 500.0
     poll_interval_ms: float = 5.0
+    #: PARLAY_KAFKA_FETCH_MAX_WAIT_MS for the services (None: their default).
+    fetch_max_wait_ms: int | None = None
     database_url: str = "postgresql://postgres@127.0.0.1:5432/test"
     keep: bool = False
     profile: bool = False

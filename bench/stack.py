@@ -160,6 +160,8 @@ class Stack:
                 "PARLAY_LOG_LEVEL": "INFO",
             }
         )
+        if self.ctx.options.fetch_max_wait_ms is not None:
+            env["PARLAY_KAFKA_FETCH_MAX_WAIT_MS"] = str(self.ctx.options.fetch_max_wait_ms)
         if http_port is not None:
             env["PARLAY_HTTP_HOST"] = HOST
             env["PARLAY_HTTP_PORT"] = str(http_port)
