@@ -60,9 +60,8 @@ class UnknownEventType(LookupError):
 _PAYLOAD_CLASSES: dict[str, type[Message]] = {}
 
 
-def unpack(envelope: Envelope) -> Message:
-    """Decode the payload to its concrete message class (the type must be imported somewhere)."""
-    type_url = envelope.payload.type_url
+def payload_class(type_url: str) -> type[Message]:
+    """The message class of a payload's type URL (the type must be imported somewhere)."""
     cls = _PAYLOAD_CLASSES.get(type_url)
     if cls is None:
         type_name = type_url.removeprefix(TYPE_URL_PREFIX)
@@ -72,10 +71,14 @@ def unpack(envelope: Envelope) -> Message:
             raise UnknownEventType(type_name) from exc
         # Only found types are remembered: a type imported later is still found then.
         _PAYLOAD_CLASSES[type_url] = cls
-    message = cls()
-    # What Any.Unpack does once the type is known to match (the class was found by this URL).
-    message.ParseFromString(envelope.payload.value)
-    return message
+    return cls
+
+
+def unpack(envelope: Envelope) -> Message:
+    """Decode the payload to its concrete message class. What Any.Unpack does, less its type
+    check: the class was found by this very type URL."""
+    payload = envelope.payload  # a sub-message: read once (each access wraps it anew)
+    return payload_class(payload.type_url).FromString(payload.value)
 
 
 def encode(envelope: Envelope) -> bytes:

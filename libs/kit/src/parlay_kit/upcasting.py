@@ -41,11 +41,11 @@ from google.protobuf import descriptor_pool, message_factory
 from google.protobuf.message import Message
 
 from parlay.envelope.v1.envelope_pb2 import Envelope
+from parlay_kit.envelope import TYPE_URL_PREFIX
 
 log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "parlay.upcasters"
-TYPE_URL_PREFIX = "type.googleapis.com/"
 #: A chain longer than this is a predicate that never turns false: a bug, reported loudly.
 MAX_CHAIN = 16
 

@@ -11,14 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from google.protobuf import symbol_database
 from google.protobuf.message import Message
 
 from parlay.envelope.v1.envelope_pb2 import Envelope
 from parlay_kit import upcasting
 from parlay_kit.analytics.jsonify import message_to_dict
-
-TYPE_URL_PREFIX = "type.googleapis.com/"
+from parlay_kit.envelope import UnknownEventType, payload_class
 
 #: Envelope fields, in the order they appear in exports and tails.
 ENVELOPE_FIELDS = (
@@ -60,36 +58,23 @@ def load_event_types() -> list[str]:
     return names
 
 
-_UNSEEN: Any = object()
-
-
 class PayloadDecoder:
-    """type URL -> message class, cached (the symbol database lookup is the slow part)."""
+    """Payloads of every Parlay type (all generated modules are imported first), with the
+    kit's one type URL -> class lookup (`parlay_kit.envelope.payload_class`)."""
 
     def __init__(self) -> None:
         load_event_types()
-        self._classes: dict[str, type[Message] | None] = {}
-        self._db = symbol_database.Default()
 
     def message_class(self, type_url: str) -> type[Message] | None:
         try:
-            return self._classes[type_url]
-        except KeyError:
-            pass
-        try:
-            cls = self._db.GetSymbol(type_url.removeprefix(TYPE_URL_PREFIX))
-        except KeyError:
-            cls = None
-        self._classes[type_url] = cls
-        return cls
+            return payload_class(type_url)
+        except UnknownEventType:
+            return None
 
     def decode(self, envelope: Envelope) -> Message | None:
         """The payload as its message; None when the type is unknown to this process."""
         payload = envelope.payload  # a sub-message: read once (each access wraps it anew)
-        type_url = payload.type_url
-        cls = self._classes.get(type_url, _UNSEEN)
-        if cls is _UNSEEN:
-            cls = self.message_class(type_url)
+        cls = self.message_class(payload.type_url)
         if cls is None:
             return None
         return cls.FromString(payload.value)
