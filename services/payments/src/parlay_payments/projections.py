@@ -526,23 +526,30 @@ class PaymentsProjection:
             group: list[Payment] = []
             for payment_id in sorted(by_payment):
                 state = states.get(payment_id)
-                folded = state
-                for e in by_payment[payment_id]:
-                    env = e.envelope
-                    if folded is not None and env.aggregate_version <= folded.version:
-                        continue
-                    after = domain.apply(
-                        folded,
-                        e.payload,
-                        tenant_id=env.tenant_id,
-                        version=env.aggregate_version,
-                        at=occurred_at(e),
-                    )
-                    if after is not None:  # None: an event of a payment never requested
-                        folded = after
-                if folded is not state and folded is not None:
-                    group.append(folded)
-                    if len(group) >= _UPSERT_GROUP:
-                        await writes.submit(self.read_model.save(uow.conn, group))
-                        group = []
+                folded = _fold_new(state, by_payment[payment_id])
+                if folded is state or folded is None:
+                    continue  # nothing new, or events of a payment never requested
+                group.append(folded)
+                if len(group) >= _UPSERT_GROUP:
+                    await writes.submit(self.read_model.save(uow.conn, group))
+                    group = []
             await writes.submit(self.read_model.save(uow.conn, group))
+
+
+def _fold_new(state: Payment | None, events: Sequence[ConsumedEvent]) -> Payment | None:
+    """The payment after those of its events (in log order) above the version it holds: the
+    same object when none is."""
+    for e in events:
+        env = e.envelope
+        if state is not None and env.aggregate_version <= state.version:
+            continue
+        after = domain.apply(
+            state,
+            e.payload,
+            tenant_id=env.tenant_id,
+            version=env.aggregate_version,
+            at=occurred_at(e),
+        )
+        if after is not None:  # None: an event of a payment never requested
+            state = after
+    return state
