@@ -22,9 +22,10 @@ class KafkaSettings(BaseSettings):
     max_request_size: int = 2_097_152
     # Consumer
     #: How long the broker may hold a fetch when there is nothing new (Kafka's default). Kafka
-    #: answers as soon as a record arrives; Tansu does for one partition but holds a
-    #: multi-partition fetch ~140 ms (measured). A short wait only makes idle consumers poll:
-    #: at 20 ms an idle `parlay dev` used a whole core and e2e latency was worse (docs/benchmarks.md).
+    #: answers as soon as a record arrives; Tansu (the local broker) holds a fetch for much of
+    #: the wait even then (delivery p50 126 ms at 500 ms, 19 ms at 100 ms, measured). A short
+    #: wait costs CPU: idle consumers poll, busy ones commit smaller batches. On the local stack
+    #: 100 ms cuts e2e latency ~3x for that CPU (docs/benchmarks.md, "Fetch wait").
     fetch_max_wait_ms: int = 500
     #: Records per projector batch (one transaction). Only a backlog fills a batch (a catch-up,
     #: a burst, a new projection); there, each batch's fixed round trips (begin, load, last
