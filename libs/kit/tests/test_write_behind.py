@@ -16,7 +16,6 @@ async def test_statements_run_in_order_while_the_caller_goes_on(database_url: st
     conn = await asyncpg.connect(database_url)
     try:
         await conn.execute("CREATE TEMP TABLE written (n int, at timestamptz)")
-        folded_while_writing = 0
         async with conn.transaction():
             async with WriteBehind() as writes:
                 for n in range(5):
@@ -28,12 +27,11 @@ async def test_statements_run_in_order_while_the_caller_goes_on(database_url: st
                             n,
                         )
                     )
-                    folded_while_writing += 1
+                    # Back before the statement ended: the caller works while Postgres does.
                     assert writes._running is not None and not writes._running.done()
             assert writes._running is None
             rows = await conn.fetch("SELECT n FROM written ORDER BY at")
         assert [r["n"] for r in rows] == [0, 1, 2, 3, 4]
-        assert folded_while_writing == 5
     finally:
         await conn.close()
 
