@@ -172,14 +172,19 @@ def install_signal_handlers(procs: ProcessGroup) -> None:
 _CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
-def process_cpu_seconds(pid: int) -> float | None:
-    """User + system CPU time of a process (all its threads) so far; None if unreadable."""
+def process_cpu_seconds(pid: int, *, reaped_children: bool = False) -> float | None:
+    """User + system CPU time of a process (all its threads) so far; None if unreadable.
+    With `reaped_children`, plus the CPU of its children that have exited and been waited for
+    (how a Postgres backend that ends inside a window still counts: in the postmaster)."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
         return None
-    # fields[0] is field 3 (state); utime and stime are fields 14 and 15.
-    return (int(fields[11]) + int(fields[12])) / _CLK_TCK
+    # fields[0] is field 3 (state); utime, stime, cutime, cstime are fields 14 to 17.
+    ticks = int(fields[11]) + int(fields[12])
+    if reaped_children:
+        ticks += int(fields[13]) + int(fields[14])
+    return ticks / _CLK_TCK
 
 
 def machine_cpu_times() -> tuple[float, float] | None:
@@ -191,6 +196,26 @@ def machine_cpu_times() -> tuple[float, float] | None:
     idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
     total = sum(values[:8])
     return (total - idle) / _CLK_TCK, total / _CLK_TCK
+
+
+def group_cpu_seconds(comm: str) -> dict[int, float]:
+    """CPU so far (with reaped children) of every process named `comm`, by pid."""
+    out = {}
+    for pid in pids_named(comm):
+        cpu = process_cpu_seconds(pid, reaped_children=True)
+        if cpu is not None:
+            out[pid] = cpu
+    return out
+
+
+def group_cpu_between(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU a process group used between two `group_cpu_seconds` readings. A process that
+    started in between counts in full; one that ended counts through its parent's reaped
+    children (when the parent is in the group, as the postmaster is), less what it had used
+    before."""
+    started_or_lasted = sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
+    ended = sum(cpu for pid, cpu in before.items() if pid not in after)
+    return max(0.0, started_or_lasted - ended)
 
 
 def pids_named(comm: str) -> list[int]:
@@ -212,7 +237,7 @@ class CpuWindow:
     def __init__(self, pids: dict[str, int], groups: tuple[str, ...] = ("postgres",)) -> None:
         self.pids = pids
         self.groups = groups
-        self._groups: dict[str, dict[int, float | None]] = {}
+        self._groups: dict[str, dict[int, float]] = {}
         self._start: dict[str, float | None] = {}
         self._machine: tuple[float, float] | None = None
         self._t = 0.0
@@ -220,9 +245,7 @@ class CpuWindow:
     def start(self) -> None:
         self._t = time.monotonic()
         self._start = {name: process_cpu_seconds(pid) for name, pid in self.pids.items()}
-        self._groups = {
-            g: {pid: process_cpu_seconds(pid) for pid in pids_named(g)} for g in self.groups
-        }
+        self._groups = {g: group_cpu_seconds(g) for g in self.groups}
         self._machine = machine_cpu_times()
 
     def stop(self) -> dict[str, float | None]:
@@ -233,12 +256,8 @@ class CpuWindow:
             out[f"{name}_cpu_seconds"] = (
                 None if before is None or after is None else round(after - before, 3)
             )
-        for group, before_by_pid in self._groups.items():
-            used = 0.0
-            for pid, before_cpu in before_by_pid.items():
-                after_cpu = process_cpu_seconds(pid)
-                if before_cpu is not None and after_cpu is not None:
-                    used += after_cpu - before_cpu
+        for group, before in self._groups.items():
+            used = group_cpu_between(before, group_cpu_seconds(group))
             out[f"{group}_cpu_seconds"] = round(used, 3)
         machine = machine_cpu_times()
         if self._machine and machine:
