@@ -177,6 +177,16 @@ class ServiceStack:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(service.process.pid, signal.SIGKILL)
 
+    async def drop_schemas(self) -> None:
+        """Drop the services' schemas (after `stop`): every stack has its own, and the
+        machine's Postgres outlives the test run."""
+        conn = await asyncpg.connect(self.database_url)
+        try:
+            for schema in {service.schema for service in self.services.values()}:
+                await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        finally:
+            await conn.close()
+
 
 async def eventually(probe, timeout: float = 60.0, what: str = "condition"):
     """Poll `probe` until it returns a truthy value (never a fixed sleep)."""
@@ -218,3 +228,4 @@ async def running_stack(
             yield s
         finally:
             s.stop()
+            await s.drop_schemas()

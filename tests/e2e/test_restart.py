@@ -74,4 +74,5 @@ async def test_restart_on_an_empty_broker_reseeds_the_log_and_keeps_state(databa
         assert len(ids) == len(set(ids))
     finally:
         stack.stop()
+        await stack.drop_schemas()
         await broker.stop()
