@@ -187,8 +187,25 @@ async def test_projector_applies_each_event_once_and_stores_offsets(
     assert sum(offsets.values()) == 300
     # Emitted events went to the store in the same transaction and on to Kafka.
     assert len(await consume_all(kafka_bootstrap, echo_topic, 300)) == 300
+    # The stored offsets are mirrored into Kafka's group offsets (for lag-based autoscaling).
+    await wait_for(
+        lambda: _kafka_group_offsets(kafka_bootstrap, f"{fresh_schema}.recorder", offsets)
+    )
     stop.set()
     await task
+
+
+async def _kafka_group_offsets(bootstrap: str, group: str, expected: dict) -> bool:
+    from aiokafka import TopicPartition
+
+    # A member of no generation (it never subscribes) can still read the group's offsets.
+    reader = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group)
+    await reader.start()
+    try:
+        committed = {tp: await reader.committed(TopicPartition(*tp)) for tp in expected}
+    finally:
+        await reader.stop()
+    return committed == expected
 
 
 async def _eq(pool, schema, n):
