@@ -54,6 +54,21 @@ async def table_rows(live: Live, schema: str, table: str) -> int:
         await conn.close()
 
 
+async def index_definitions(live: Live, schema: str, tables: tuple[str, ...]) -> dict[str, str]:
+    """The tables' indexes, by name, as `CREATE INDEX` statements without the schema name."""
+    conn = await asyncpg.connect(live.database_url)
+    try:
+        rows = await conn.fetch(
+            "SELECT indexname, indexdef FROM pg_indexes"
+            " WHERE schemaname = $1 AND tablename = ANY($2::text[])",
+            schema,
+            list(tables),
+        )
+    finally:
+        await conn.close()
+    return {r["indexname"]: r["indexdef"].replace(f" {schema}.", " ") for r in rows}
+
+
 async def test_every_registered_projection_rebuilt_from_zero_equals_the_live_one(
     world: Live,
 ) -> None:
@@ -71,6 +86,11 @@ async def test_every_registered_projection_rebuilt_from_zero_equals_the_live_one
         assert sum(t.live_rows for t in report.tables) > 0
         # nothing was compared away: these read models hold no wall-clock columns
         assert all(not t.ignored for t in report.tables)
+        # and the rebuilt tables have the live ones' indexes (deferred ones built at the end)
+        assert await index_definitions(world, r.work_schema, p.tables) == await index_definitions(
+            world, r.live_schema, p.tables
+        )
+        assert (stats.indexes_built > 0) == p.defer_secondary_indexes
 
 
 async def test_partition_parallel_workers_rebuild_the_same(world: Live) -> None:
@@ -151,6 +171,42 @@ async def test_interrupted_replay_resumes_and_still_verifies(world: Live) -> Non
     assert total_records == sum(ends.values())
     report = await resumed.verify()
     assert report.equal, json.dumps(report.to_json(), indent=2, default=str)
+
+
+async def test_an_interrupted_rebuild_builds_its_deferred_indexes_on_resume(world: Live) -> None:
+    p = discover().projections["conversation.timeline"]
+    assert p.defer_secondary_indexes
+    live_indexes = await index_definitions(world, world.schema(p.service), p.tables)
+
+    class Crash(Exception):
+        pass
+
+    def crash_after_first_commit(phase: str, done: int, total: int) -> None:
+        if phase == "replay" and done > 0:
+            raise Crash
+
+    first = replayer(world, p, batch_size=7, on_progress=crash_after_first_commit)
+    with pytest.raises(Crash):
+        await first.run()
+    # Only the unique indexes exist during the load; the others wait, recorded.
+    loading = await index_definitions(world, first.work_schema, p.tables)
+    assert loading and set(loading) < set(live_indexes)
+    conn = await asyncpg.connect(world.database_url)
+    try:
+        pending = await conn.fetchval(
+            f"SELECT count(*) FROM {first.work_schema}.replay_deferred_indexes"
+        )
+    finally:
+        await conn.close()
+    assert pending == len(live_indexes) - len(loading)
+    with pytest.raises(ReplayError, match="indexes still to build"):
+        await first.swap(force=True)
+
+    resumed = replayer(world, p, batch_size=7)
+    stats = await resumed.run(resume=True)
+    assert stats.complete and stats.indexes_built == pending
+    assert await index_definitions(world, resumed.work_schema, p.tables) == live_indexes
+    assert (await resumed.verify()).equal
 
 
 def test_cli_stop_then_resume_then_verify(world: Live) -> None:

@@ -10,7 +10,8 @@
 
 How a rebuild runs (kind "readmodel")
     A fresh schema `<live schema>__rebuild_<name>` gets the service's read-model migrations and
-    three bookkeeping tables (replay_runs, replay_progress, replay_errors). The projection's
+    the bookkeeping tables (replay_runs, replay_progress, replay_errors,
+    replay_deferred_indexes). The projection's
     topics are read with `assign()` — no consumer group, nothing the live consumers notice —
     from the beginning (or the stored offsets with --resume) to the end offsets seen at start,
     then once more to whatever arrived meanwhile. Records are decoded (with upcasting) in one
@@ -18,7 +19,9 @@ How a rebuild runs (kind "readmodel")
     applies the handler's set-based `handle_batch` and stores the next offsets, so an
     interrupted rebuild resumes exactly where its last commit left it. A batch that fails is
     re-applied event by event in savepoints; the events that keep failing are recorded in
-    replay_errors (as the live projector would dead-letter them) and reported.
+    replay_errors (as the live projector would dead-letter them) and reported. With
+    `Projection.defer_secondary_indexes`, the tables' secondary indexes are dropped after the
+    migrations (definitions kept in replay_deferred_indexes) and built once the log is read.
 
 Verify
     For every read-model table of the projection: row count and md5 over the md5s of its rows
@@ -110,6 +113,12 @@ CREATE TABLE IF NOT EXISTS {s}.replay_progress (
     updated_at  timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (projection, topic, partition)
 );
+CREATE TABLE IF NOT EXISTS {s}.replay_deferred_indexes (
+    projection  text NOT NULL,
+    index_name  text NOT NULL,
+    definition  text NOT NULL,
+    PRIMARY KEY (projection, index_name)
+);
 CREATE TABLE IF NOT EXISTS {s}.replay_errors (
     projection text    NOT NULL,
     topic      text    NOT NULL,
@@ -152,6 +161,8 @@ class ReplayStats:
     seconds: float = 0.0
     resumed_from: int = 0
     complete: bool = False
+    #: Secondary indexes built after the load (Projection.defer_secondary_indexes).
+    indexes_built: int = 0
 
     @property
     def rate(self) -> float:
@@ -288,6 +299,8 @@ class Replayer:
         stats.resumed_from = sum(starts.values())
         conn = await asyncpg.connect(self.database_url)
         try:
+            if stats.complete:
+                stats.indexes_built = await self._build_deferred_indexes(conn)
             await conn.execute(
                 f"""UPDATE {self.work_schema}.replay_runs SET updated_at = now(),
                         finished_at = CASE WHEN $2 THEN now() END,
@@ -426,6 +439,7 @@ class Replayer:
                 raise ReplayError(
                     f"the rebuild in {s} read {list(run['topics'])}, not {list(self.topics)}"
                 )
+            await conn.execute(BOOKKEEPING_SQL.format(s=s))  # tables added since it started
             await conn.execute(
                 f"UPDATE {s}.replay_runs SET status = 'running', updated_at = now() WHERE projection = $1",
                 self.projection.name,
@@ -439,6 +453,8 @@ class Replayer:
             await conn.execute(f"DROP SCHEMA IF EXISTS {s} CASCADE")
             await conn.execute(f"CREATE SCHEMA {s}")
         await conn.execute(BOOKKEEPING_SQL.format(s=s))
+        if self.projection.kind == "readmodel" and self.projection.defer_secondary_indexes:
+            await self._defer_secondary_indexes(conn)
         await conn.execute(
             f"""INSERT INTO {s}.replay_runs (projection, live_schema, topics, cluster_id)
                 VALUES ($1, $2, $3, $4)""",
@@ -448,6 +464,64 @@ class Replayer:
             cluster_id,
         )
         return {}
+
+    async def _defer_secondary_indexes(self, conn: asyncpg.Connection) -> None:
+        """Drop the tables' secondary indexes, keeping their definitions to build them again
+        (`_build_deferred_indexes`), also after an interruption (--resume)."""
+        s = self.work_schema
+        rows = await conn.fetch(
+            """SELECT ic.relname AS index_name, pg_get_indexdef(i.indexrelid) AS definition
+               FROM pg_index i
+               JOIN pg_class ic ON ic.oid = i.indexrelid
+               JOIN pg_class tc ON tc.oid = i.indrelid
+               JOIN pg_namespace n ON n.oid = tc.relnamespace
+               WHERE n.nspname = $1 AND tc.relname = ANY($2::text[])
+                 AND NOT i.indisunique AND NOT i.indisprimary
+                 AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid)
+               ORDER BY ic.relname""",
+            s,
+            list(self.projection.tables),
+        )
+        async with conn.transaction():
+            await conn.executemany(
+                f"""INSERT INTO {s}.replay_deferred_indexes (projection, index_name, definition)
+                    VALUES ($1, $2, $3)""",
+                [(self.projection.name, r["index_name"], r["definition"]) for r in rows],
+            )
+            for r in rows:
+                await conn.execute(f"DROP INDEX {s}.{_quote(r['index_name'])}")
+
+    async def _build_deferred_indexes(self, conn: asyncpg.Connection) -> int:
+        """Build the indexes `_defer_secondary_indexes` dropped, each in its own transaction
+        with the removal of its definition (an interrupted build resumes with the rest)."""
+        s = self.work_schema
+        rows = await conn.fetch(
+            f"""SELECT index_name, definition FROM {s}.replay_deferred_indexes
+                WHERE projection = $1 ORDER BY index_name""",
+            self.projection.name,
+        )
+        for i, r in enumerate(rows):
+            if self.on_progress is not None:
+                self.on_progress("indexes", i, len(rows))
+            async with conn.transaction():
+                await conn.execute(r["definition"])
+                await conn.execute(
+                    f"""DELETE FROM {s}.replay_deferred_indexes
+                        WHERE projection = $1 AND index_name = $2""",
+                    self.projection.name,
+                    r["index_name"],
+                )
+        return len(rows)
+
+    async def _pending_indexes(self, conn: asyncpg.Connection) -> int:
+        table = f"{self.work_schema}.replay_deferred_indexes"
+        if not await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", table):
+            return 0  # a rebuild begun before indexes were deferred
+        return int(
+            await conn.fetchval(
+                f"SELECT count(*) FROM {table} WHERE projection = $1", self.projection.name
+            )
+        )
 
     async def _stored_offsets(self, conn: asyncpg.Connection) -> dict[tuple[str, int], int]:
         rows = await conn.fetch(
@@ -751,6 +825,11 @@ class Replayer:
         conn = await asyncpg.connect(self.database_url)
         try:
             await self._require_rebuild(conn)
+            if await self._pending_indexes(conn):
+                raise ReplayError(
+                    f"the rebuild in {self.work_schema} has indexes still to build: run with"
+                    " --resume first"
+                )
             stored = await self._stored_offsets(conn)
             behind = {k: e for k, e in ends.items() if e > stored.get(k, 0)}
             if behind and not force:
@@ -1055,6 +1134,8 @@ async def _replay_one(
         elapsed = max(time.perf_counter() - started, 1e-6)
         if phase == "start":
             bar.update(task_id, total=total, completed=0)
+        elif phase == "indexes":
+            bar.update(task_id, rate=f"building indexes {done + 1}/{total}")
         else:
             bar.update(task_id, completed=done, rate=f"{done / elapsed:,.0f} ev/s")
 
@@ -1080,6 +1161,7 @@ async def _replay_one(
         "seconds": round(stats.seconds, 3),
         "events_per_second": round(stats.rate),
         "complete": stats.complete,
+        "indexes_built": stats.indexes_built,
     }
     if progress:
         verb = "re-ran" if p.kind == "reprocess" else "rebuilt"

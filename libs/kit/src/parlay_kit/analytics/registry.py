@@ -60,6 +60,11 @@ class Projection:
     #: was written), not a function of the log.
     ignore_columns: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     description: str = ""
+    #: A rebuild drops the secondary indexes of `tables` (neither unique nor backing a
+    #: constraint) after the migrations and builds them again once the log is read: one bulk
+    #: build costs far less than updating every index row by row. Only for a handler that never
+    #: reads its tables through such an index (it would scan the whole table instead).
+    defer_secondary_indexes: bool = False
 
     @property
     def local_name(self) -> str:
