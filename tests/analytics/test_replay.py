@@ -54,6 +54,15 @@ async def table_rows(live: Live, schema: str, table: str) -> int:
         await conn.close()
 
 
+class Crash(Exception):
+    """Stands for a replay killed mid-way."""
+
+
+def crash_after_first_commit(phase: str, done: int, total: int) -> None:
+    if phase == "replay" and done > 0:
+        raise Crash
+
+
 async def index_definitions(live: Live, schema: str, tables: tuple[str, ...]) -> dict[str, str]:
     """The tables' indexes, by name, as `CREATE INDEX` statements without the schema name."""
     conn = await asyncpg.connect(live.database_url)
@@ -140,13 +149,6 @@ async def test_verify_reports_rows_that_differ(world: Live) -> None:
 async def test_interrupted_replay_resumes_and_still_verifies(world: Live) -> None:
     p = discover().projections["profile.customers"]
 
-    class Crash(Exception):
-        pass
-
-    def crash_after_first_commit(phase: str, done: int, total: int) -> None:
-        if phase == "replay" and done > 0:
-            raise Crash
-
     first = replayer(world, p, batch_size=7, on_progress=crash_after_first_commit)
     with pytest.raises(Crash):
         await first.run()
@@ -177,13 +179,6 @@ async def test_an_interrupted_rebuild_builds_its_deferred_indexes_on_resume(worl
     p = discover().projections["conversation.timeline"]
     assert p.defer_secondary_indexes
     live_indexes = await index_definitions(world, world.schema(p.service), p.tables)
-
-    class Crash(Exception):
-        pass
-
-    def crash_after_first_commit(phase: str, done: int, total: int) -> None:
-        if phase == "replay" and done > 0:
-            raise Crash
 
     first = replayer(world, p, batch_size=7, on_progress=crash_after_first_commit)
     with pytest.raises(Crash):
