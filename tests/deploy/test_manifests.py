@@ -450,6 +450,56 @@ def test_api_tier_runs_no_projectors(rendered: dict[str, Rendered], overlay: str
         assert env["PARLAY_PROJECTORS"] == "none"
 
 
+@pytest.mark.parametrize("service", list(SERVICE_PORTS))
+def test_relay_manifests_are_what_the_script_renders(service: str, monkeypatch) -> None:
+    spec = importlib.util.spec_from_file_location(
+        "relay_manifest", REPO / "scripts" / "relay_manifest.py"
+    )
+    assert spec is not None and spec.loader is not None
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    monkeypatch.chdir(REPO)  # the script reads its template relative to the repository
+    shipped = (REPO / "deploy" / "k8s" / "base" / service / "relay.yaml").read_text()
+    assert shipped == script.render(service), f"regenerate with scripts/relay_manifest.py {service}"
+
+
+def roles_of(r: Rendered, deployment: dict[str, Any]) -> set[str]:
+    (container,) = pod_spec(deployment)["containers"]
+    raw = env_of(r, container).get("PARLAY_ROLES", "all")  # the settings' default
+    return {role.strip() for role in raw.split(",") if role.strip()}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_each_service_runs_its_relay_in_one_deployment_of_its_own(
+    rendered: dict[str, Rendered], overlay: str
+) -> None:
+    """API pods spend their CPU on requests and projector pods on projections; the relay (one
+    active per store, an advisory lock) has a Deployment with a standby replica."""
+    r = rendered[overlay]
+    for service in SERVICE_PORTS:
+        deployments = [
+            d
+            for d in r.of_kind("Deployment")
+            if d["metadata"]["labels"].get("parlay.dev/service") == service
+        ]
+        relays = [d["metadata"]["name"] for d in deployments if "relay" in roles_of(r, d)]
+        assert relays == [f"{service}-relay"], f"{service}: the relay runs in {relays}"
+        # A service with an HTTP server serves /metrics on it, in every pod (PodMonitor).
+        http = {"http"} if service in SERVICE_HTTP_PORTS else set()
+        relay = r.get("Deployment", f"{service}-relay")
+        assert roles_of(r, relay) == {"grpc", "relay"} | http
+        assert relay["spec"]["replicas"] >= 2, "a standby takes over the lock"
+        (container,) = pod_spec(relay)["containers"]
+        assert env_of(r, container)["PARLAY_PROJECTORS"] == "none"
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            assert container[probe]["grpc"]["port"] == SERVICE_PORTS[service]
+        r.get("PodDisruptionBudget", f"{service}-relay")
+        assert roles_of(r, r.get("Deployment", service)) == {"http", "grpc"}
+        for d in deployments:
+            if d["metadata"]["labels"].get("parlay.dev/tier") == "projector":
+                assert roles_of(r, d) == {"grpc", "projectors"} | http, d["metadata"]["name"]
+
+
 # --------------------------------------------------------------------------------------------
 # images and pod hardening (checkov checks these too; these say precisely what is wrong)
 # --------------------------------------------------------------------------------------------

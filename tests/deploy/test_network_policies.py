@@ -393,6 +393,7 @@ def test_telemetry_flows(cluster) -> None:
         prometheus = pods["prometheus"]
         assert c.allowed(prometheus, pods["gateway"], 8080)
         assert c.allowed(prometheus, pods["gateway-normalizer"], 8080)
+        assert c.allowed(prometheus, pods["gateway-relay"], 8080)
         assert c.allowed(prometheus, pods["postgres-1"], 9187)
         assert not c.allowed(prometheus, pods["orders"], SERVICE_PORTS["orders"])
     else:
