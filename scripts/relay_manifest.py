@@ -18,40 +18,13 @@ import re
 import sys
 from pathlib import Path
 
-from parlay_kit.dev import SERVICE_HTTP_PORTS, SERVICE_PORTS
+from parlay_kit.dev import SERVICE_PORTS
 
 TEMPLATE = (
     "deploy/k8s/base/profile/projector-identity-resolution.yaml",
     "profile",
     "identity-resolution",
 )
-
-
-def _http_for_metrics(service: str) -> list[tuple[str, str]]:
-    """A service with an HTTP server serves /metrics there (the gateway): its relay pods do
-    too, so that Prometheus scrapes the relay's metrics (components/prometheus)."""
-    http_port = SERVICE_HTTP_PORTS.get(service)
-    if http_port is None:
-        return []
-    grpc_port = f"""            - name: grpc
-              containerPort: {SERVICE_PORTS[TEMPLATE[1]]}
-              protocol: TCP
-"""
-    return [
-        (
-            grpc_port,
-            grpc_port
-            + f"""            - name: http
-              containerPort: {http_port}
-              protocol: TCP
-""",
-        ),
-        (
-            "            # The outbox relay, and gRPC for the health probes.\n",
-            "            # The outbox relay; gRPC for the health probes, HTTP for /metrics.\n",
-        ),
-        ('              value: "grpc,relay"\n', '              value: "http,grpc,relay"\n'),
-    ]
 
 
 def render(service: str) -> str:
@@ -87,7 +60,6 @@ def render(service: str) -> str:
             "            - name: PARLAY_ROLES\n"
             '              value: "grpc,relay"\n',
         ),
-        *_http_for_metrics(service),
         (
             f"containerPort: {SERVICE_PORTS[template_service]}",
             f"containerPort: {SERVICE_PORTS[service]}",

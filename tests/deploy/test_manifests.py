@@ -484,10 +484,8 @@ def test_each_service_runs_its_relay_in_one_deployment_of_its_own(
         ]
         relays = [d["metadata"]["name"] for d in deployments if "relay" in roles_of(r, d)]
         assert relays == [f"{service}-relay"], f"{service}: the relay runs in {relays}"
-        # A service with an HTTP server serves /metrics on it, in every pod (PodMonitor).
-        http = {"http"} if service in SERVICE_HTTP_PORTS else set()
         relay = r.get("Deployment", f"{service}-relay")
-        assert roles_of(r, relay) == {"grpc", "relay"} | http
+        assert roles_of(r, relay) == {"grpc", "relay"}
         assert relay["spec"]["replicas"] >= 2, "a standby takes over the lock"
         (container,) = pod_spec(relay)["containers"]
         assert env_of(r, container)["PARLAY_PROJECTORS"] == "none"
@@ -497,7 +495,26 @@ def test_each_service_runs_its_relay_in_one_deployment_of_its_own(
         assert roles_of(r, r.get("Deployment", service)) == {"http", "grpc"}
         for d in deployments:
             if d["metadata"]["labels"].get("parlay.dev/tier") == "projector":
-                assert roles_of(r, d) == {"grpc", "projectors"} | http, d["metadata"]["name"]
+                assert roles_of(r, d) == {"grpc", "projectors"}, d["metadata"]["name"]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_pod_serves_metrics_on_its_metrics_port(
+    rendered: dict[str, Rendered], overlay: str
+) -> None:
+    """API, relay and projector pods alike: what the PodMonitor scrapes (components/prometheus)."""
+    r = rendered[overlay]
+    deployments = [
+        d for d in r.of_kind("Deployment") if "parlay.dev/service" in d["metadata"]["labels"]
+    ]
+    assert len(deployments) >= 3 * len(SERVICE_PORTS)
+    for d in deployments:
+        (container,) = pod_spec(d)["containers"]
+        ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+        env = env_of(r, container)
+        name = d["metadata"]["name"]
+        assert ports.get("metrics") == int(env["PARLAY_METRICS_PORT"]) == 9464, name
+        assert env["PARLAY_METRICS_HOST"] == "0.0.0.0", f"{name}: metrics on all interfaces"
 
 
 # --------------------------------------------------------------------------------------------

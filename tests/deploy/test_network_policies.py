@@ -391,13 +391,14 @@ def test_telemetry_flows(cluster) -> None:
         assert not c.allowed(collector, pods["postgres-1"], 5432)
     if r.of_kind("PodMonitor"):
         prometheus = pods["prometheus"]
-        assert c.allowed(prometheus, pods["gateway"], 8080)
-        assert c.allowed(prometheus, pods["gateway-normalizer"], 8080)
-        assert c.allowed(prometheus, pods["gateway-relay"], 8080)
+        for pod in app_pods(pods):  # API, relay and projector pods alike
+            assert c.allowed(prometheus, pod, 9464), f"prometheus -> {pod.name}:9464"
         assert c.allowed(prometheus, pods["postgres-1"], 9187)
         assert not c.allowed(prometheus, pods["orders"], SERVICE_PORTS["orders"])
+        assert not c.allowed(prometheus, pods["gateway"], 8080), "webhooks only via ingress"
+        assert not c.allowed(pods["stranger"], pods["gateway-relay"], 9464)
     else:
-        assert not c.allowed(pods["prometheus"], pods["gateway"], 8080)
+        assert not c.allowed(pods["prometheus"], pods["gateway"], 9464)
 
 
 def test_prod_has_telemetry_components(rendered: dict[str, Rendered]) -> None:
