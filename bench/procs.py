@@ -256,8 +256,8 @@ class CpuWindow:
             out[f"{name}_cpu_seconds"] = (
                 None if before is None or after is None else round(after - before, 3)
             )
-        for group, before in self._groups.items():
-            used = group_cpu_between(before, group_cpu_seconds(group))
+        for group, at_start in self._groups.items():
+            used = group_cpu_between(at_start, group_cpu_seconds(group))
             out[f"{group}_cpu_seconds"] = round(used, 3)
         machine = machine_cpu_times()
         if self._machine and machine:

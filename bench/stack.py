@@ -180,6 +180,24 @@ class Stack:
         self.services[name or service] = svc
         return svc
 
+    def start_gateway(self, accounts_file: Path, *tiers: str) -> Service:
+        """The gateway as deployed (deploy/k8s): one process per tier, "api" (HTTP + gRPC),
+        "relay" or "projectors", each with the channel accounts of `accounts_file`. Returns
+        the first (services are named "gateway", "gateway-relay", "gateway-projectors")."""
+        roles = {"api": "http,grpc", "relay": "grpc,relay", "projectors": "grpc,projectors"}
+        started = [
+            self.start(
+                "gateway",
+                name="gateway" if tier == "api" else f"gateway-{tier}",
+                extra_env={
+                    "PARLAY_CHANNEL_ACCOUNTS_FILE": str(accounts_file),
+                    "PARLAY_ROLES": roles[tier],
+                },
+            )
+            for tier in tiers
+        ]
+        return started[0]
+
     async def wait_ready(self, timeout: float = 90.0) -> None:
         """gRPC health SERVING for every service, and GET /healthz 200 on the gateway."""
         await asyncio.gather(*(_wait_service(s, timeout) for s in self.services.values()))

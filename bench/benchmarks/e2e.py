@@ -176,31 +176,8 @@ async def run(ctx: Context) -> Result:
     )
     try:
         accounts_file = account.write_config(ctx.path("e2e-accounts.json"))
-        # Request tier, relay and projector tier in separate processes, as deployed
-        # (deploy/k8s).
-        stack.start(
-            "gateway",
-            extra_env={
-                "PARLAY_CHANNEL_ACCOUNTS_FILE": str(accounts_file),
-                "PARLAY_ROLES": "http,grpc",
-            },
-        )
-        stack.start(
-            "gateway",
-            name="gateway-relay",
-            extra_env={
-                "PARLAY_CHANNEL_ACCOUNTS_FILE": str(accounts_file),
-                "PARLAY_ROLES": "grpc,relay",
-            },
-        )
-        stack.start(
-            "gateway",
-            name="gateway-projectors",
-            extra_env={
-                "PARLAY_CHANNEL_ACCOUNTS_FILE": str(accounts_file),
-                "PARLAY_ROLES": "grpc,projectors",
-            },
-        )
+        # Request tier, relay and projector tier in separate processes, as deployed.
+        stack.start_gateway(accounts_file, "api", "relay", "projectors")
         stack.start("profile")
         stack.start("conversation")
         await stack.wait_ready()

@@ -169,21 +169,7 @@ async def measure_gateway(ctx: Context) -> dict[str, Any]:
         # The request tier (HTTP + gRPC) measured, with the outbox relay publishing beside it
         # in its own process (on the same two cores), as deployed (deploy/k8s). The
         # normalizer is the projector tier's work and runs in its own process in production.
-        gateway = stack.start(
-            "gateway",
-            extra_env={
-                "PARLAY_CHANNEL_ACCOUNTS_FILE": str(accounts_file),
-                "PARLAY_ROLES": "http,grpc",
-            },
-        )
-        stack.start(
-            "gateway",
-            name="gateway-relay",
-            extra_env={
-                "PARLAY_CHANNEL_ACCOUNTS_FILE": str(accounts_file),
-                "PARLAY_ROLES": "grpc,relay",
-            },
-        )
+        gateway = stack.start_gateway(accounts_file, "api", "relay")
         await stack.wait_ready()
         assert gateway.http_port is not None
         status = await probe(
