@@ -41,6 +41,7 @@ from parlay_kit.telemetry import (
     EVENTS_DEAD_LETTERED,
     EVENTS_SKIPPED,
     current_traceparent,
+    traceparent_from_headers,
 )
 from parlay_kit.topics import dead_letter_topic
 
@@ -56,6 +57,9 @@ class FetchedBatch:
     records: list[ConsumerRecord]
     events: list[ConsumedEvent]
     undecodable: list[tuple[ConsumerRecord, str]]
+    #: (topic, partition) -> the offset after the batch's last record there: stored with the
+    #: batch in Postgres, then mirrored into Kafka.
+    next_offsets: dict[tuple[str, int], int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,7 +195,7 @@ class Projector:
                 async with self._batch_lock:
                     with CONSUMER_BATCH_SECONDS.labels(self.name).time():
                         await self._process(batch)
-                reporter.report(_next_offsets(batch.records))
+                reporter.report(batch.next_offsets)
         finally:
             pending.cancel()
             with contextlib.suppress(BaseException):
@@ -209,13 +213,13 @@ class Projector:
             return None
         records = [r for _tp, rs in sorted(fetched.items()) for r in rs]
         events, undecodable = self._decode(records)
-        return FetchedBatch(generation, records, events, undecodable)
+        return FetchedBatch(generation, records, events, undecodable, _next_offsets(records))
 
     # ---------------------------------------------------------------- batches
 
     async def _process(self, batch: FetchedBatch) -> None:
         records, events, undecodable = batch.records, batch.events, batch.undecodable
-        next_offsets = _next_offsets(records)
+        next_offsets = batch.next_offsets
         for attempt in range(1, self.max_attempts + 1):
             try:
                 await self._apply(events, undecodable, next_offsets, isolate=False)
@@ -257,7 +261,7 @@ class Projector:
                     record.topic,
                     record.partition,
                     record.offset,
-                    _traceparent(record.headers),
+                    traceparent_from_headers(record.headers),
                 )
             )
         return events, undecodable
@@ -479,13 +483,6 @@ def _next_offsets(records: list[ConsumerRecord]) -> dict[tuple[str, int], int]:
     for r in records:
         offsets[(r.topic, r.partition)] = r.offset + 1
     return offsets
-
-
-def _traceparent(headers: Sequence[tuple[str, bytes]] | None) -> str:
-    for key, value in headers or ():
-        if key == "traceparent":
-            return value.decode(errors="replace")
-    return ""
 
 
 class _OffsetReporter:

@@ -90,6 +90,7 @@ from parlay_kit.db import check_identifier, migrate
 from parlay_kit.eventstore import EventStore
 from parlay_kit.kafka import fetch_cluster_id
 from parlay_kit.projector import ConsumedEvent, Handler, UnitOfWork
+from parlay_kit.telemetry import traceparent_from_headers
 
 __all__ = ["Projection", "Replayer", "ReplayStats", "VerifyReport", "replay_command"]
 
@@ -613,11 +614,7 @@ class Replayer:
             if payload is None:
                 unknown += 1
                 continue
-            traceparent = ""
-            if r.headers:
-                for k, v in r.headers:
-                    if k == "traceparent":
-                        traceparent = v.decode(errors="replace")
+            traceparent = traceparent_from_headers(r.headers)
             append(ConsumedEvent(envelope, payload, r.topic, r.partition, r.offset, traceparent))
         return _Batch(events, next_offsets, len(records), unknown, duplicates)
 

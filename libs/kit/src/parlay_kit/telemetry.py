@@ -292,7 +292,18 @@ def current_tracestate(context: Context | None = None) -> str:
 def traceparent_from_headers(headers: Headers | None) -> str:
     """The traceparent header of a Kafka record, "" when absent (pass it through to derived
     events when a span per event is too expensive)."""
-    return _carrier(headers).get(TRACEPARENT, "")
+    if not headers or isinstance(headers, Mapping):
+        return _carrier(headers).get(TRACEPARENT, "")
+    # A record's (key, value) list: look for the one key rather than decode every header into
+    # a dict; consumers call this once per event. Same answer as the carrier (first wins).
+    for key, value in headers:
+        if key.lower() == TRACEPARENT:
+            if isinstance(value, bytes):  # what a Kafka record holds
+                return value.decode("latin-1")
+            found = _carrier([(key, value)])
+            if found:
+                return found[TRACEPARENT]
+    return ""
 
 
 def context_from_traceparent(traceparent: str, tracestate: str = "") -> Context:

@@ -16,7 +16,7 @@ from google.protobuf.message import Message
 from parlay.envelope.v1.envelope_pb2 import Envelope
 from parlay_kit import upcasting
 from parlay_kit.analytics.jsonify import message_to_dict
-from parlay_kit.envelope import UnknownEventType, payload_class
+from parlay_kit.envelope import UnknownEventType, payload_class, unpack
 
 #: Envelope fields, in the order they appear in exports and tails.
 ENVELOPE_FIELDS = (
@@ -73,11 +73,10 @@ class PayloadDecoder:
 
     def decode(self, envelope: Envelope) -> Message | None:
         """The payload as its message; None when the type is unknown to this process."""
-        payload = envelope.payload  # a sub-message: read once (each access wraps it anew)
-        cls = self.message_class(payload.type_url)
-        if cls is None:
+        try:
+            return unpack(envelope)
+        except UnknownEventType:
             return None
-        return cls.FromString(payload.value)
 
 
 def ts_micros(ts: Any) -> int:
